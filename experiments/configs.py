@@ -1,0 +1,68 @@
+"""One named config per method of the study (SPEC §3–§5, plus the toolbox remedies).
+
+Every remedy changes one thing of ``baseline_7`` and keeps the seed protocol otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from vgjax.config import Config, ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    changes: dict
+    group: str = "remedy"  # baseline | remedy | staged | optimizers | toolbox
+
+
+SPEC_SKIPS = ((1, 3), (4, 7))
+
+_METHODS = [
+    Method("baseline_3", "Model 1: 3 hidden sigmoid layers (learns)", {"depth": 3}, "baseline"),
+    Method("baseline_5", "Model 2: 5 hidden sigmoid layers (barely learns)", {"depth": 5}, "baseline"),
+    Method("baseline_7", "Model 3: 7 hidden sigmoid layers (does not learn)", {"depth": 7}, "baseline"),
+    Method("weight_std_1", "remedy 1a: kernel init Normal(0, 1.0)", {"init_std": 1.0}),
+    Method("weight_std_10", "remedy 1b: kernel init Normal(0, 10.0)", {"init_std": 10.0}),
+    Method("relu", "remedy 2: ReLU hidden activation", {"activation": "relu"}),
+    Method("tanh", "remedy 2: tanh hidden activation", {"activation": "tanh"}),
+    Method("adam", "remedy 3: Adam (lr 0.001, b1 0.9, b2 0.999, eps 1e-7) instead of SGD",
+           {"optimizer": "adam", "lr": 0.001}),
+    Method("batchnorm", "remedy 4a: BatchNorm before each hidden Dense", {"norm": "batchnorm"}),
+    Method("custom_norm", "remedy 4b: (x - mean) / std of the whole tensor before each hidden Dense",
+           {"norm": "standardize"}),
+    Method("skip", "remedy 5: skip paths hidden 1 -> 3 and hidden 4 -> 7", {"skips": SPEC_SKIPS}),
+    Method("freeze", "remedy 6: train some layers (staged 2-2-2-1 schedule with freezing)",
+           {"stages": "default"}, "staged"),
+    Method("sigmoid_beta", "new remedy: activation sigmoid(z) + beta*z (beta 0.05)",
+           {"activation": "sigmoid_beta"}),
+    Method("sigmoid_modgrad", "new remedy: sigmoid forward, sigma'(z) + beta backward (beta 0.05)",
+           {"activation": "sigmoid_modgrad"}),
+]
+
+# SPEC §5, second part: the 5-hidden-layer sigmoid net, batch 512, lr 0.01, five optimizers.
+_OPT_NET = {"depth": 5, "batch_size": 512, "lr": 0.01}
+for _name, _opt, _desc in [("sgd", "sgd", "plain SGD"),
+                           ("momentum", "scratch_momentum", "SGD + momentum (beta 0.5, SPEC §5 form)"),
+                           ("rmsprop", "scratch_rmsprop", "RMSProp (gamma 0.9, eps 1e-6, SPEC §5 form)"),
+                           ("adam", "scratch_adam", "Adam (0.9, 0.999, eps 1e-6, SPEC §5 form)"),
+                           ("adopt", "adopt", "ADOPT (optax.contrib)")]:
+    _METHODS.append(Method(f"optimizers_{_name}", f"SPEC §5 net (5 layers, batch 512): {_desc}",
+                           {**_OPT_NET, "optimizer": _opt}, "optimizers"))
+
+METHODS: dict[str, Method] = {m.name: m for m in _METHODS}
+
+
+def method_names(group: str | None = None) -> list[str]:
+    return [m.name for m in _METHODS if group is None or m.group == group]
+
+
+def get_config(method: str, **overrides) -> Config:
+    """The config of a named method, with user overrides applied on top."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; run with --list to see the methods")
+    values = {"method": method, **METHODS[method].changes}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Config(**values)

@@ -1,0 +1,279 @@
+"""The training engine: a train state, one jitted epoch as a ``lax.scan``, evaluation, ``fit``.
+
+Data sits on the device as uint8 for the whole run; each epoch shuffles with a key folded from
+the run key and the epoch number, scans over minibatches and scales pixels to [0, 1] per batch.
+The last minibatch of an epoch may be partial (Keras semantics): it is padded to full size and
+masked, so its loss, gradient and BatchNorm statistics count only the real rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Iterable, Protocol
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vgjax.config import Config
+from vgjax.models import MLP, init_variables
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: PyTree
+    batch_stats: PyTree
+    opt_state: PyTree
+    key: jax.Array  # the run's base key: shuffling and dropout keys are folded from it
+    epoch: jax.Array  # number of finished epochs
+    hparams: dict  # traced hyper-parameters of the forward pass (e.g. {"beta": ...})
+
+
+def create_train_state(model: MLP, tx: optax.GradientTransformation, key: jax.Array,
+                       variables: dict | None = None) -> TrainState:
+    """A fresh state; the init key and the run key are split from ``key``."""
+    init_key, run_key = jax.random.split(key)
+    if variables is None:
+        variables = init_variables(model, init_key)
+    params = variables["params"]
+    return TrainState(params=params, batch_stats=variables.get("batch_stats", {}),
+                      opt_state=tx.init(params), key=run_key, epoch=jnp.zeros((), jnp.int32),
+                      hparams={"beta": jnp.asarray(model.beta, jnp.float32)})
+
+
+def scale_pixels(x_u8: jax.Array) -> jax.Array:
+    return x_u8.astype(jnp.float32) / 255.0
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example softmax cross-entropy."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def kernel_penalty(params: PyTree, l1: float, l2: float, include_bias: bool = False) -> jax.Array:
+    """Keras-style regulariser: l1 * sum|W| + l2 * sum W^2 over kernels (and biases if asked)."""
+    total = jnp.zeros((), jnp.float32)
+    if l1 == 0 and l2 == 0:
+        return total
+    for layer in params.values():
+        for name, w in layer.items():
+            if name == "kernel" or (include_bias and name == "bias"):
+                if l1:
+                    total = total + l1 * jnp.sum(jnp.abs(w))
+                if l2:
+                    total = total + l2 * jnp.sum(jnp.square(w))
+    return total
+
+
+def kernel_grad_norms(grads: PyTree) -> dict[str, jax.Array]:
+    """L2 norm of every Dense layer's kernel gradient, by layer name."""
+    return {name: jnp.linalg.norm(g["kernel"]) for name, g in grads.items() if "kernel" in g}
+
+
+def _batches(n: int, batch_size: int, perm: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Indices (steps, batch) padded to full batches, and the mask of real rows."""
+    steps = math.ceil(n / batch_size)
+    pad = steps * batch_size - n
+    idx = jnp.concatenate([perm, jnp.zeros((pad,), perm.dtype)]) if pad else perm
+    mask = jnp.arange(steps * batch_size) < n
+    return idx.reshape(steps, batch_size), mask.reshape(steps, batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """The pure functions of one model + optimizer + protocol: ``epoch`` and ``evaluate``."""
+
+    model: MLP
+    tx: optax.GradientTransformation
+    batch_size: int
+    eval_batch_size: int = 2000
+    l1: float = 0.0
+    l2: float = 0.0
+    regularize_bias: bool = False
+    # BatchNorm layers whose running statistics must not move (frozen in staged training)
+    frozen_stats: tuple[str, ...] = ()
+    # extra per-epoch diagnostics: f(engine, state_before, state_after, step_outputs) -> dict
+    diagnostics: Callable | None = None
+
+    @property
+    def uses_batch_stats(self) -> bool:
+        return self.model.norm == "batchnorm"
+
+    def apply(self, params, batch_stats, hparams, x, *, train: bool, mask=None, dropout_key=None):
+        variables = {"params": params}
+        if self.uses_batch_stats:
+            variables["batch_stats"] = batch_stats
+        rngs = {"dropout": dropout_key} if dropout_key is not None else None
+        if train and self.uses_batch_stats:
+            logits, updates = self.model.apply(variables, x, train=True, mask=mask,
+                                               beta=hparams["beta"], rngs=rngs,
+                                               mutable=["batch_stats"])
+            return logits, updates["batch_stats"]
+        logits = self.model.apply(variables, x, train=train, mask=mask, beta=hparams["beta"],
+                                  rngs=rngs)
+        return logits, batch_stats
+
+    def loss(self, params, batch_stats, hparams, x, y, mask, dropout_key):
+        """Training objective: masked mean cross-entropy + kernel penalty."""
+        logits, new_stats = self.apply(params, batch_stats, hparams, x, train=True, mask=mask,
+                                       dropout_key=dropout_key)
+        w = mask.astype(jnp.float32)
+        count = jnp.maximum(jnp.sum(w), 1.0)
+        data_loss = jnp.sum(w * cross_entropy(logits, y)) / count
+        reg = kernel_penalty(params, self.l1, self.l2, self.regularize_bias)
+        correct = jnp.sum(w * (jnp.argmax(logits, -1) == y))
+        return data_loss + reg, (data_loss, reg, correct, new_stats)
+
+    def train_step(self, state: TrainState, x_u8, y, idx, mask, dropout_key):
+        xb, yb = scale_pixels(x_u8[idx]), y[idx]
+        grad_fn = jax.value_and_grad(self.loss, has_aux=True)
+        (_, (data_loss, reg, correct, stats)), grads = grad_fn(
+            state.params, state.batch_stats, state.hparams, xb, yb, mask, dropout_key)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        if self.frozen_stats:
+            stats = {k: state.batch_stats[k] if k in self.frozen_stats else v for k, v in stats.items()}
+        count = jnp.sum(mask.astype(jnp.float32))
+        out = {"loss_sum": data_loss * count, "reg_loss": reg, "correct": correct, "count": count,
+               "grad_norm": kernel_grad_norms(grads)}
+        return state.replace(params=params, opt_state=opt_state, batch_stats=stats), out
+
+    def epoch(self, state: TrainState, x_u8: jax.Array, y: jax.Array):
+        """One pass over the training set; returns the new state and the epoch's metrics."""
+        n = x_u8.shape[0]
+        epoch_key = jax.random.fold_in(state.key, state.epoch)
+        perm = jax.random.permutation(jax.random.fold_in(epoch_key, 0), n)
+        idx, mask = _batches(n, self.batch_size, perm)
+        steps = idx.shape[0]
+
+        def body(st, inp):
+            i, b_idx, b_mask = inp
+            dropout_key = jax.random.fold_in(jax.random.fold_in(epoch_key, 1), i)
+            return self.train_step(st, x_u8, y, b_idx, b_mask, dropout_key)
+
+        new_state, out = jax.lax.scan(body, state, (jnp.arange(steps), idx, mask))
+        new_state = new_state.replace(epoch=state.epoch + 1)
+        total = jnp.sum(out["count"])
+        metrics = {
+            "loss": jnp.sum(out["loss_sum"]) / total,
+            "accuracy": jnp.sum(out["correct"]) / total,
+            "reg_loss": jnp.mean(out["reg_loss"]),
+            "grad_norm": jax.tree_util.tree_map(jnp.mean, out["grad_norm"]),
+        }
+        if self.diagnostics is not None:
+            metrics.update(self.diagnostics(self, state, new_state, out))
+        return new_state, metrics
+
+    def evaluate(self, state: TrainState, x_u8: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+        """Loss and accuracy on a whole set, in large batches, in inference mode."""
+        n = x_u8.shape[0]
+        bs = min(self.eval_batch_size, n)
+        idx, mask = _batches(n, bs, jnp.arange(n))
+
+        def body(_, inp):
+            b_idx, b_mask = inp
+            logits, _ = self.apply(state.params, state.batch_stats, state.hparams,
+                                   scale_pixels(x_u8[b_idx]), train=False)
+            w = b_mask.astype(jnp.float32)
+            return None, (jnp.sum(w * cross_entropy(logits, y[b_idx])),
+                          jnp.sum(w * (jnp.argmax(logits, -1) == y[b_idx])))
+
+        _, (loss_sum, correct) = jax.lax.scan(body, None, (idx, mask))
+        return {"loss": jnp.sum(loss_sum) / n, "accuracy": jnp.sum(correct) / n}
+
+
+def make_engine(config: Config, model: MLP, tx: optax.GradientTransformation,
+                diagnostics: Callable | None = None, frozen_stats: tuple[str, ...] = ()) -> Engine:
+    return Engine(model=model, tx=tx, batch_size=config.batch_size,
+                  eval_batch_size=config.eval_batch_size, l1=config.l1, l2=config.l2,
+                  regularize_bias=config.regularize_bias, frozen_stats=tuple(frozen_stats),
+                  diagnostics=diagnostics)
+
+
+@dataclasses.dataclass
+class DeviceData:
+    """The four arrays on the device: uint8 images, int32 labels."""
+
+    x_train: jax.Array
+    y_train: jax.Array
+    x_test: jax.Array
+    y_test: jax.Array
+
+    @classmethod
+    def from_numpy(cls, x_train, y_train, x_test, y_test, train_limit: int | None = None):
+        if train_limit is not None:
+            x_train, y_train = x_train[:train_limit], y_train[:train_limit]
+        put = jax.device_put
+        return cls(put(np.asarray(x_train, np.uint8)), put(np.asarray(y_train, np.int32)),
+                   put(np.asarray(x_test, np.uint8)), put(np.asarray(y_test, np.int32)))
+
+
+def _flatten(prefix: str, tree: dict) -> dict[str, float]:
+    return {f"{prefix}/{k}": float(v) for k, v in tree.items()}
+
+
+def epoch_record(epoch: int, train_metrics: dict, val_metrics: dict, seconds: float) -> dict:
+    """One history row: scalars and per-layer values flattened as ``grad_norm/hidden_1`` …"""
+    rec: dict[str, Any] = {"epoch": epoch}
+    for k, v in train_metrics.items():
+        if isinstance(v, dict):
+            rec.update(_flatten(k, v))
+        else:
+            rec[k] = float(v)
+    rec["val_loss"] = float(val_metrics["loss"])
+    rec["val_accuracy"] = float(val_metrics["accuracy"])
+    rec["epoch_time_s"] = seconds
+    return rec
+
+
+class Callback(Protocol):
+    def __call__(self, record: dict, state: TrainState) -> bool | None:
+        """Called after every epoch; return True to stop training."""
+
+
+@dataclasses.dataclass
+class FitResult:
+    state: TrainState
+    history: list[dict]
+    status: str  # "finished" | "diverged" | "stopped"
+    diverged_epoch: int | None = None
+
+
+def is_finite_record(rec: dict) -> bool:
+    return all(math.isfinite(rec[k]) for k in ("loss", "val_loss"))
+
+
+def fit(engine: Engine, state: TrainState, data: DeviceData, epochs: int,
+        callbacks: Iterable[Callback] = ()) -> FitResult:
+    """Train until ``state.epoch == epochs``; one host sync per epoch.
+
+    Stops early when the loss becomes NaN/Inf (status "diverged") or a callback returns True
+    (status "stopped").
+    """
+    epoch_fn = jax.jit(engine.epoch, donate_argnums=(0,))
+    eval_fn = jax.jit(engine.evaluate)
+    callbacks = list(callbacks)
+    history: list[dict] = []
+    while int(state.epoch) < epochs:
+        t0 = time.perf_counter()
+        state, metrics = epoch_fn(state, data.x_train, data.y_train)
+        val = eval_fn(state, data.x_test, data.y_test)
+        metrics, val = jax.device_get((metrics, val))
+        rec = epoch_record(int(state.epoch), metrics, val, time.perf_counter() - t0)
+        history.append(rec)
+        if not is_finite_record(rec):
+            for cb in callbacks:
+                cb(rec, state)
+            return FitResult(state, history, "diverged", rec["epoch"])
+        stop = False
+        for cb in callbacks:
+            stop = bool(cb(rec, state)) or stop
+        if stop:
+            return FitResult(state, history, "stopped")
+    return FitResult(state, history, "finished")
