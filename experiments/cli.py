@@ -1,0 +1,101 @@
+"""Shared command-line plumbing: one-line usage errors (exit 2), progress display, data loading."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from typing import NoReturn
+
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: reported as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exits with status 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{self.prog}: {message} (see --help)")
+
+
+def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(status)
+
+
+def sigterm_as_interrupt() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so a killed run records where it stopped."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def float_list(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def load_data(data_dir: str | None, source: str):
+    """Fashion-MNIST as numpy arrays; a data problem becomes one clear line and exit 2."""
+    from vgjax import data
+
+    try:
+        return data.load(data_dir, source=source)
+    except data.DataError as e:
+        fail(str(e))
+
+
+class EpochPrinter:
+    """Progress for one run: a rich bar on a terminal, a plain line per epoch otherwise."""
+
+    def __init__(self, title: str, total_epochs: int, done: int = 0, every: int = 1):
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.title, self.total, self.every = title, total_epochs, max(every, 1)
+        self.start, self.start_done = time.perf_counter(), done
+        self._progress = None
+        if self.console.is_terminal:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeRemainingColumn)
+
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
+                                      TimeRemainingColumn(), console=self.console)
+            self._task = self._progress.add_task(title, total=total_epochs, completed=done, metrics="")
+            self._progress.start()
+
+    @staticmethod
+    def describe(rec: dict) -> str:
+        return (f"loss {rec['loss']:.4f} acc {rec['accuracy']:.4f} "
+                f"val_loss {rec['val_loss']:.4f} val_acc {rec['val_accuracy']:.4f}")
+
+    def __call__(self, rec: dict, *_args) -> None:
+        stage = f" stage {rec['stage']}" if "stage" in rec else ""
+        if self._progress is not None:
+            self._progress.update(self._task, completed=rec["epoch"], metrics=self.describe(rec),
+                                  description=f"{self.title}{stage}")
+            return
+        if rec["epoch"] % self.every == 0 or rec["epoch"] == self.total:
+            done = rec["epoch"] - self.start_done
+            eta = (time.perf_counter() - self.start) / max(done, 1) * (self.total - rec["epoch"])
+            print(f"{self.title}{stage} epoch {rec['epoch']}/{self.total} {self.describe(rec)} "
+                  f"({rec['epoch_time_s']:.2f}s/epoch, eta {eta:.0f}s)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()

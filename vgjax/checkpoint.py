@@ -1,0 +1,51 @@
+"""Orbax checkpoints of a whole ``TrainState``: synchronous saves, exact restores.
+
+Saves are synchronous (``enable_async_checkpointing=False``): the next stage of a staged run, or
+a resumed run, reads what was just written, and a run that is killed never leaves a checkpoint
+that looks complete but is not (orbax commits a step directory atomically).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+def _abstract(tree: Any) -> Any:
+    return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class Checkpoints:
+    """A directory of numbered checkpoints (the number is a global epoch counter)."""
+
+    def __init__(self, directory: str | Path, max_to_keep: int | None = 2):
+        self.directory = Path(directory).resolve()
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                               enable_async_checkpointing=False, create=True)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def save(self, step: int, state: Any) -> None:
+        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        self._manager.wait_until_finished()
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def restore(self, step: int, like: Any) -> Any:
+        """The state saved at ``step``, with the structure (and dtypes) of ``like``."""
+        return self._manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
+
+    def close(self) -> None:
+        self._manager.close()
+
+    def __enter__(self) -> "Checkpoints":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,115 @@
+"""The run directory: config.json, history.jsonl / history.csv, summary.json.
+
+Every file that must never look complete while half-written is written to a temporary file and
+renamed into place. ``history.jsonl`` is appended and flushed once per epoch, so an interrupted
+run keeps every finished epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """Rows of a history.jsonl; a torn last line (killed mid-write) is ignored."""
+    rows = []
+    path = Path(path)
+    if not path.exists():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def history_csv(rows: Iterable[dict]) -> str:
+    rows = list(rows)
+    fields: list[str] = []
+    for r in rows:
+        fields.extend(k for k in r if k not in fields)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+class RunDir:
+    """Files of one run. ``status`` in summary.json: running | finished | diverged | stopped."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config_path = property(lambda self: self.path / "config.json")
+    history_path = property(lambda self: self.path / "history.jsonl")
+    summary_path = property(lambda self: self.path / "summary.json")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def status(self) -> str | None:
+        if not self.summary_path.exists():
+            return None
+        try:
+            return read_json(self.summary_path).get("status")
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def is_finished(self) -> bool:
+        return self.status() in ("finished", "diverged", "stopped")
+
+    def create(self, config: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.config_path, config)
+
+    def history(self) -> list[dict]:
+        return read_history(self.history_path)
+
+    def truncate_history(self, n_rows: int) -> list[dict]:
+        """Keep the first ``n_rows`` rows (resume from a checkpoint); returns them."""
+        rows = self.history()[:n_rows]
+        atomic_write_text(self.history_path, "".join(json.dumps(r) + "\n" for r in rows))
+        return rows
+
+    def append_history(self, row: dict) -> None:
+        with open(self.history_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+
+    def write_csv(self, rows: list[dict] | None = None) -> None:
+        atomic_write_text(self.path / "history.csv", history_csv(self.history() if rows is None else rows))
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_json(self.summary_path, summary)

@@ -1,0 +1,158 @@
+"""A whole run into its run directory: stages, checkpoints, resume, history, summary.
+
+A plain run is a single stage that trains every layer; "train some layers" (``config.stages``)
+is a table of stages (:mod:`vgjax.stages`). Epochs are counted globally across stages: the
+checkpoint number is the number of finished epochs, so ``resume`` finds the stage and epoch to
+continue from, restores the exact state, truncates the history to match, and carries on. Every
+key is derived from the seed, the stage and the epoch, so a resumed run ends bit-for-bit where an
+uninterrupted one would (CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Iterable
+
+import jax
+
+from vgjax import stages as stages_lib
+from vgjax.checkpoint import Checkpoints
+from vgjax.config import Config
+from vgjax.models import build_model, init_variables
+from vgjax.optim import make_optimizer
+from vgjax.runlog import RunDir
+from vgjax.train import DeviceData, Engine, TrainState, create_train_state, fit, make_engine
+
+# Signature of an extra per-epoch hook: (record, state, engine) -> stop?
+EpochHook = Callable[[dict, TrainState, Engine], "bool | None"]
+
+
+@dataclasses.dataclass
+class RunResult:
+    status: str  # finished | diverged | stopped
+    history: list[dict]
+    state: TrainState
+    summary: dict
+
+
+def stage_table(config: Config) -> stages_lib.StageTable:
+    """The run's stages: the configured table, or one stage training all layers."""
+    if config.stages is None:
+        table = stages_lib.StageTable((config.depth,), (stages_lib.Stage(1, (1,), (), config.epochs),))
+        return table
+    return stages_lib.load_table(config.stages).scaled(config.epochs_scale)
+
+
+@dataclasses.dataclass
+class StageSetup:
+    stage: stages_lib.Stage
+    engine: Engine
+    state: TrainState
+
+
+def setup_stage(config: Config, table: stages_lib.StageTable, stage: stages_lib.Stage,
+                previous: TrainState | None, diagnostics: Callable | None = None) -> StageSetup:
+    """Model, optimizer (fresh state) and train state of one stage, carrying trained layers over."""
+    model = build_model(config.replace(depth=table.stage_depth(stage)))
+    key = jax.random.PRNGKey(config.seed)
+    if config.stages is not None:
+        key = jax.random.fold_in(key, stage.index)
+    init_key, _ = jax.random.split(key)
+    fresh = init_variables(model, init_key)
+    params = stages_lib.carry_over(fresh["params"], previous.params if previous else None)
+    stats = stages_lib.carry_over(fresh.get("batch_stats", {}), previous.batch_stats if previous else None)
+    frozen = table.frozen_layer_names(stage)
+    tx = make_optimizer(config, params, frozen=[n for n in frozen if n in params])
+    engine = make_engine(config, model, tx, diagnostics=diagnostics,
+                         frozen_stats=tuple(n for n in frozen if n in stats))
+    state = create_train_state(model, tx, key, variables={"params": params, "batch_stats": stats})
+    return StageSetup(stage, engine, state)
+
+
+def _summarise(config: Config, table: stages_lib.StageTable, history: list[dict], status: str,
+               wall: float, extra: dict) -> dict:
+    summary = {"method": config.method, "status": status, "epochs_planned": table.total_epochs,
+               "epochs_run": len(history), "wall_time_s": wall, **extra}
+    if history:
+        last = history[-1]
+        summary["final"] = {k: last[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        best = max(history, key=lambda r: r["val_accuracy"] if r["val_accuracy"] == r["val_accuracy"] else -1)
+        summary["best_val_accuracy"] = best["val_accuracy"]
+        summary["best_epoch"] = best["epoch"]
+        summary["mean_epoch_time_s"] = sum(r["epoch_time_s"] for r in history) / len(history)
+    if config.stages is not None:
+        summary["stage_table"] = table.to_dict()
+        summary["stages"] = []
+        for st, (first, last_epoch) in zip(table.stages, table.boundaries()):
+            rows = [r for r in history if first <= r["epoch"] <= last_epoch]
+            entry = {"stage": st.index, "stacked": list(st.stacked), "frozen": list(st.frozen),
+                     "epochs": st.epochs, "epochs_run": len(rows)}
+            if rows:
+                entry.update({k: rows[-1][k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")})
+            summary["stages"].append(entry)
+    return summary
+
+
+def _resume_point(ckpt: Checkpoints, table: stages_lib.StageTable) -> tuple[int, int]:
+    """(finished global epochs, index into table.stages of the stage that checkpoint belongs to)."""
+    done = ckpt.latest_step() or 0
+    for i, (first, last) in enumerate(table.boundaries()):
+        if first - 1 < done <= last:
+            return done, i
+    return 0, 0
+
+
+def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = False,
+        hooks: Iterable[EpochHook] = (), diagnostics: Callable | None = None,
+        summary_extra: dict | None = None) -> RunResult:
+    """Train ``config`` into ``run_dir`` (which must already hold config.json)."""
+    table = stage_table(config)
+    hooks = list(hooks)
+    t_start = time.perf_counter()
+    extra = dict(summary_extra or {})
+    run_dir.write_summary({"method": config.method, "status": "running", **extra})
+    with Checkpoints(run_dir.checkpoint_dir) as ckpt:
+        done, first_stage = _resume_point(ckpt, table) if resume else (0, 0)
+        history = run_dir.truncate_history(done)
+        offset = sum(s.epochs for s in table.stages[:first_stage])
+        state: TrainState | None = None
+        status = "finished"
+        for si in range(first_stage, len(table.stages)):
+            stage = table.stages[si]
+            setup = setup_stage(config, table, stage, state, diagnostics)
+            state = setup.state
+            if si == first_stage and done > 0:
+                state = ckpt.restore(done, like=state)
+            hook_stop = {"reason": None}
+
+            def on_epoch(rec: dict, st: TrainState, stage=stage, offset=offset, engine=setup.engine):
+                local = rec["epoch"]
+                rec["epoch"] = offset + local
+                if config.stages is not None:
+                    rec["stage"], rec["stage_epoch"] = stage.index, local
+                run_dir.append_history(rec)
+                history.append(rec)
+                stop = False
+                for hook in hooks:
+                    stop = bool(hook(rec, st, engine)) or stop
+                end_of_stage = local == stage.epochs
+                periodic = config.checkpoint_every and rec["epoch"] % config.checkpoint_every == 0
+                if end_of_stage or periodic or stop:
+                    ckpt.save(rec["epoch"], st)
+                return stop
+
+            result = fit(setup.engine, state, data, stage.epochs, callbacks=[on_epoch])
+            state = result.state
+            if result.status != "finished":
+                status = result.status
+                if result.diverged_epoch is not None:
+                    extra["diverged_epoch"] = history[-1]["epoch"]
+                    extra["diverged_stage"] = stage.index
+                break
+            offset += stage.epochs
+    wall = time.perf_counter() - t_start
+    run_dir.write_csv(history)
+    summary = _summarise(config, table, history, status, wall, extra)
+    run_dir.write_summary(summary)
+    return RunResult(status, history, state, summary)
