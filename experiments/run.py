@@ -59,6 +59,17 @@ def build_parser() -> cli.Parser:
         p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=typ, default=None,
                        help=f"{help_} [default: the method's]")
     p.add_argument("--skips", default=None, help="skip paths as from-to pairs, e.g. 1-3,4-7")
+    p.add_argument("--init-from", default=None, metavar="RUN_DIR",
+                   help="start from the saved model of another run (its best checkpoint, else its latest)")
+    p.add_argument("--early-stop", default=None, metavar="METRIC",
+                   help="stop when METRIC (e.g. val_loss, val_accuracy) stops improving")
+    p.add_argument("--patience", type=int, default=5, help="epochs without improvement before stopping")
+    p.add_argument("--min-delta", type=float, default=0.0, help="smallest change that counts as improvement")
+    p.add_argument("--restore-best", action="store_true", help="after early stopping, keep the best epoch's weights")
+    p.add_argument("--monitor", default="val_accuracy", help="metric of the best-model checkpoint")
+    p.add_argument("--mode", choices=("auto", "min", "max"), default="auto",
+                   help="whether the monitored metrics improve upward or downward")
+    p.add_argument("--no-best-checkpoint", action="store_true", help="do not keep a best-model checkpoint")
     p.add_argument("--no-diagnostics", action="store_true", help="skip per-layer diagnostics")
     p.add_argument("--out", default=None, help="run directory [default: runs/<method>]")
     p.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files")
@@ -82,6 +93,10 @@ def config_from_args(args):
         overrides["skips"] = parse_skips(args.skips)
     if args.no_diagnostics:
         overrides["diagnostics"] = False
+    if args.init_from is not None:
+        if not (Path(args.init_from) / "config.json").exists():
+            cli.fail(f"--init-from {args.init_from}: not a run directory (no config.json)")
+        overrides["init_from"] = str(Path(args.init_from).resolve())
     return get_config(args.method, **overrides)
 
 
@@ -128,10 +143,29 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path("runs") / config.method
     arrays = cli.load_data(args.data_dir, args.data_source)
     run_dir = prepare_run_dir(out, config, args.resume, args.overwrite)
-    return train(config, run_dir, arrays, resume=args.resume)
+    return train(config, run_dir, arrays, resume=args.resume, hooks=toolbox_hooks(args, run_dir))
 
 
-def train(config, run_dir, arrays, resume: bool = False) -> int:
+def toolbox_hooks(args, run_dir) -> list:
+    """Best-model checkpoint (on unless --no-best-checkpoint) and early stopping."""
+    from vgjax.callbacks import BestCheckpoint, EarlyStopping
+
+    known = {"loss", "accuracy", "val_loss", "val_accuracy", "reg_loss"}
+    hooks = []
+    for flag, metric in (("--monitor", args.monitor), ("--early-stop", args.early_stop)):
+        if metric is not None and metric not in known:
+            cli.fail(f"{flag} {metric!r}: choose from {', '.join(sorted(known))}")
+    if args.patience < 0:
+        cli.fail("--patience must be >= 0")
+    if not args.no_best_checkpoint:
+        hooks.append(BestCheckpoint(run_dir.path / "best", monitor=args.monitor, mode=args.mode))
+    if args.early_stop:
+        hooks.append(EarlyStopping(args.early_stop, patience=args.patience, min_delta=args.min_delta,
+                                   mode=args.mode, restore_best=args.restore_best))
+    return hooks
+
+
+def train(config, run_dir, arrays, resume: bool = False, hooks: list = ()) -> int:
     from vgjax import runner, runtime
     from vgjax.train import DeviceData
 
@@ -144,7 +178,7 @@ def train(config, run_dir, arrays, resume: bool = False) -> int:
                                 every=1 if table.total_epochs <= 50 else 10)
     extra = {"device": runtime.device_description(), "data_source": arrays.source}
     try:
-        result = runner.run(config, run_dir, data, resume=resume, hooks=[progress],
+        result = runner.run(config, run_dir, data, resume=resume, hooks=[progress, *hooks],
                             summary_extra=extra)
     except KeyboardInterrupt:
         progress.close()

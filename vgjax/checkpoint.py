@@ -28,6 +28,8 @@ class Checkpoints:
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def save(self, step: int, state: Any) -> None:
+        if step in self._manager.all_steps():  # e.g. the restored-best state at the last epoch
+            self._manager.delete(step)
         self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
         self._manager.wait_until_finished()
 

@@ -62,6 +62,7 @@ class Config:
     # diagnostics (vgjax.diagnostics)
     diagnostics: bool = True
     checkpoint_every: int = 10  # epochs between in-run checkpoints (0: only at the end)
+    init_from: str | None = None  # run directory whose saved model initialises this run
 
     def __post_init__(self) -> None:
         validate(self)

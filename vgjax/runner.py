@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import Callable, Iterable
 
 import jax
@@ -21,10 +22,12 @@ from vgjax.checkpoint import Checkpoints
 from vgjax.config import Config
 from vgjax.models import build_model, init_variables
 from vgjax.optim import make_optimizer
-from vgjax.runlog import RunDir
+from vgjax.runlog import RunDir, read_json
 from vgjax.train import DeviceData, Engine, TrainState, create_train_state, fit, make_engine
 
-# Signature of an extra per-epoch hook: (record, state, engine) -> stop?
+# An extra per-epoch hook: hook(record, state, engine) -> stop? It may also have
+# ``on_stage_start(state, engine, stage, epochs_before)``, called before a stage's first epoch
+# (with the restored state when resuming).
 EpochHook = Callable[[dict, TrainState, Engine], "bool | None"]
 
 
@@ -53,7 +56,13 @@ class StageSetup:
 
 def setup_stage(config: Config, table: stages_lib.StageTable, stage: stages_lib.Stage,
                 previous: TrainState | None, diagnostics: Callable | None = None) -> StageSetup:
-    """Model, optimizer (fresh state) and train state of one stage, carrying trained layers over."""
+    """Model, optimizer (fresh state) and train state of one stage, carrying trained layers over.
+
+    The first stage of a run with ``config.init_from`` starts from that run's saved model (every
+    layer whose name and shape match; the others are freshly initialised).
+    """
+    if previous is None and config.init_from and stage.index == 1:
+        previous = load_saved_state(config.init_from)[2]
     model = build_model(config.replace(depth=table.stage_depth(stage)))
     key = jax.random.PRNGKey(config.seed)
     if config.stages is not None:
@@ -68,6 +77,39 @@ def setup_stage(config: Config, table: stages_lib.StageTable, stage: stages_lib.
                          frozen_stats=tuple(n for n in frozen if n in stats))
     state = create_train_state(model, tx, key, variables={"params": params, "batch_stats": stats})
     return StageSetup(stage, engine, state)
+
+
+def _checkpoint_stage(table: stages_lib.StageTable, step: int) -> stages_lib.Stage:
+    for stage, (first, last) in zip(table.stages, table.boundaries()):
+        if first - 1 < step <= last:
+            return stage
+    raise ValueError(f"checkpoint {step} lies outside the run's {table.total_epochs} epochs")
+
+
+def load_saved_state(path: str | Path, which: str = "best") -> tuple[Config, Engine, TrainState, dict]:
+    """A finished (or interrupted) run's model: its best checkpoint if it kept one, else the latest.
+
+    Returns the run's config, an engine for the stage the checkpoint belongs to, the restored
+    state and a description of what was loaded.
+    """
+    rd = RunDir(path)
+    if not rd.exists():
+        raise FileNotFoundError(f"{path} is not a run directory (no config.json)")
+    config = Config.from_dict(read_json(rd.config_path)).replace(init_from=None)
+    table = stage_table(config)
+    best_json = rd.path / "best" / "best.json"
+    if which == "best" and best_json.exists():
+        directory, step = rd.path / "best", int(read_json(best_json)["epoch"])
+    else:
+        directory = rd.checkpoint_dir
+        with Checkpoints(directory) as ck:
+            step = ck.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"{path} holds no checkpoint")
+    setup = setup_stage(config, table, _checkpoint_stage(table, step), None)
+    with Checkpoints(directory) as ck:
+        state = ck.restore(step, like=setup.state)
+    return config, setup.engine, state, {"checkpoint": str(directory), "epoch": step}
 
 
 def _summarise(config: Config, table: stages_lib.StageTable, history: list[dict], status: str,
@@ -115,6 +157,9 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
     with Checkpoints(run_dir.checkpoint_dir) as ckpt:
         done, first_stage = _resume_point(ckpt, table) if resume else (0, 0)
         history = run_dir.truncate_history(done)
+        for hook in hooks:
+            if hasattr(hook, "replay"):
+                hook.replay(history)
         offset = sum(s.epochs for s in table.stages[:first_stage])
         state: TrainState | None = None
         status = "finished"
@@ -124,6 +169,9 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
             state = setup.state
             if si == first_stage and done > 0:
                 state = ckpt.restore(done, like=state)
+            for hook in hooks:
+                if hasattr(hook, "on_stage_start"):
+                    hook.on_stage_start(state, setup.engine, stage, offset)
             hook_stop = {"reason": None}
 
             def on_epoch(rec: dict, st: TrainState, stage=stage, offset=offset, engine=setup.engine):
@@ -151,6 +199,13 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
                     extra["diverged_stage"] = stage.index
                 break
             offset += stage.epochs
+        for hook in hooks:
+            if hasattr(hook, "finalize"):
+                new_state, info = hook.finalize(state)
+                extra.update(info)
+                if new_state is not state:
+                    state = new_state
+                    ckpt.save(len(history), state)
     wall = time.perf_counter() - t_start
     run_dir.write_csv(history)
     summary = _summarise(config, table, history, status, wall, extra)

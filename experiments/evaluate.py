@@ -1,0 +1,51 @@
+"""python -m experiments.evaluate RUN_DIR [--checkpoint best|latest]
+
+Loads a run's saved model (its best-model checkpoint by default, else its latest checkpoint),
+evaluates it on the test set and prints the metrics next to the ones the run recorded for that
+epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from experiments import cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.Parser(prog="python -m experiments.evaluate", description=__doc__.split("\n\n")[1])
+    p.add_argument("run_dir", help="a run directory written by experiments.run")
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-source", choices=("idx", "tfds"), default="idx")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+
+    from vgjax import runtime
+    from vgjax.runlog import RunDir
+
+    runtime.pin_cpu_threads(args.threads)
+    import jax
+
+    from vgjax.runner import load_saved_state
+    from vgjax.train import DeviceData
+
+    try:
+        config, engine, state, info = load_saved_state(args.run_dir, args.checkpoint)
+    except FileNotFoundError as e:
+        cli.fail(str(e))
+    arrays = cli.load_data(args.data_dir, args.data_source)
+    data = DeviceData.from_numpy(arrays.x_train[:1], arrays.y_train[:1], arrays.x_test, arrays.y_test)
+    metrics = jax.device_get(jax.jit(engine.evaluate)(state, data.x_test, data.y_test))
+    recorded = {r["epoch"]: r for r in RunDir(args.run_dir).history()}.get(info["epoch"], {})
+    result = {"run": args.run_dir, "method": config.method, **info,
+              "val_loss": float(metrics["loss"]), "val_accuracy": float(metrics["accuracy"]),
+              "recorded_val_loss": recorded.get("val_loss"),
+              "recorded_val_accuracy": recorded.get("val_accuracy")}
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
