@@ -189,7 +189,7 @@ def train(config, run_dir, arrays, resume: bool = False, hooks: list = ()) -> in
     progress.close()
     s = result.summary
     if result.status == "diverged":
-        print(f"error: {config.method} diverged (loss NaN/Inf) at epoch {s['diverged_epoch']}; "
+        print(f"error: {config.method} diverged at epoch {s['diverged_epoch']} (loss NaN/Inf); "
               f"see {run_dir.summary_path}", file=sys.stderr)
         return cli.EXIT_DIVERGED
     final = s["final"]

@@ -14,7 +14,6 @@ from typing import Any
 from vgjax import inits, layers
 
 NORMS = ("none", "batchnorm", "standardize", "standardize_feature")
-OPTIMIZER_FAMILIES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adopt", "adagrad")
 
 
 class ConfigError(ValueError):
@@ -117,6 +116,10 @@ def validate(c: Config) -> None:
     _check(c.norm in NORMS, f"unknown norm {c.norm!r}; choose from {', '.join(NORMS)}")
     validate_skips(c.skips, c.depth)
     _check(0.0 <= c.dropout < 1.0, f"dropout rate must be in [0, 1), got {c.dropout}")
+    from vgjax import optim  # the registry imports this module
+
+    _check(c.optimizer in optim.optimizer_names(),
+           f"unknown optimizer {c.optimizer!r}; choose from {', '.join(optim.optimizer_names())}")
     _check(c.lr > 0, f"learning rate must be > 0, got {c.lr}")
     _check(c.batch_size >= 1, f"batch size must be >= 1, got {c.batch_size}")
     _check(c.epochs >= 1, f"epochs must be >= 1, got {c.epochs}")

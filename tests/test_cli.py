@@ -1,0 +1,130 @@
+"""End to end through the command line: run files, usage errors, divergence, kill + resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, check=False, timeout=300):
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr)
+    return proc
+
+
+def strip_times(rows):
+    return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
+
+
+def read_rows(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_baseline_3_end_to_end_writes_every_run_file(tmp_path):
+    out = tmp_path / "b3"
+    proc = cli("--method", "baseline_3", "--epochs", "2", "--train-limit", "5000", "--out", str(out), check=True)
+    assert "baseline_3: finished after 2 epochs" in proc.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["depth"] == 3 and config["batch_size"] == 32 and config["lr"] == 0.01
+    assert config["train_limit"] == 5000
+    rows = read_rows(out / "history.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert 2.0 < r["loss"] < 2.4 and 0.0 <= r["accuracy"] <= 1.0  # sigmoid net, epoch 1-2
+        assert 0.05 <= r["val_accuracy"] <= 1.0 and r["epoch_time_s"] > 0
+        assert {f"grad_norm/hidden_{i}" for i in (1, 2, 3)} | {"grad_norm/output"} <= set(r)
+        assert r["grad_norm/hidden_1"] < r["grad_norm/output"]  # vanishing, even at depth 3
+    csv_lines = (out / "history.csv").read_text().splitlines()
+    assert len(csv_lines) == 3 and csv_lines[0].startswith("epoch,")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs_run"] == 2
+    assert summary["final"]["val_accuracy"] == rows[-1]["val_accuracy"]
+    # a finished run is not overwritten without --overwrite
+    again = cli("--method", "baseline_3", "--epochs", "2", "--train-limit", "5000", "--out", str(out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "nope"], "unknown method"),
+    (["--epochs", "zero"], "invalid int value"),
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--activation", "softmax"], "unknown activation"),
+    (["--optimizer", "lbfgs"], "unknown optimizer"),
+    (["--skips", "3-1"], "skip path 3->1"),
+    (["--method", "freeze", "--stages", "2-2 | 1:10 | 1:10:2"], "does not stack"),
+    (["--bogus-flag"], "unrecognized arguments"),
+    (["--data-dir", "/nonexistent/fmnist"], "/nonexistent/fmnist"),
+    (["--early-stop", "val_los"], "choose from"),
+])
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, message):
+    proc = cli(*args, "--epochs", "1", "--out", str(tmp_path / "x")) if "--epochs" not in args else \
+        cli(*args, "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_list_shows_every_method_with_a_description():
+    from experiments.configs import METHODS
+    proc = cli("--list", check=True)
+    for name in METHODS:
+        assert any(line.split()[0] == name and len(line.split()) > 2 for line in proc.stdout.splitlines())
+
+
+def test_diverged_run_is_reported_and_exits_3(tmp_path):
+    out = tmp_path / "div"
+    proc = cli("--method", "baseline_3", "--activation", "linear", "--init-std", "10", "--lr", "1",
+               "--epochs", "5", "--train-limit", "500", "--out", str(out))
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()  # progress lines, then one error line
+    assert [l for l in lines if l.startswith("error:")] == lines[-1:] and "diverged at epoch 1" in lines[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_epoch"] == 1
+
+
+@pytest.mark.slow
+def test_killed_staged_run_resumes_to_the_uninterrupted_result(tmp_path):
+    common = ["--method", "freeze", "--stages", "1-1 | 1:3 | 1+2:3:1 | 1+2:3", "--train-limit", "10000",
+              "--checkpoint-every", "1", "--optimizer", "adam", "--lr", "0.001"]
+    cli(*common, "--out", str(tmp_path / "full"), check=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.run", *common, "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill in the middle of stage 2
+        hist = out / "history.jsonl"
+        if hist.exists() and len(hist.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rows = read_rows(out / "history.jsonl")
+    assert 5 <= len(rows) < 9, "the kill must land before the run ends"
+    assert json.loads((out / "summary.json").read_text())["status"] == "running"
+    refused = cli(*common, "--out", str(out))
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    cli(*common, "--out", str(out), "--resume", check=True)
+    full_rows, resumed_rows = read_rows(tmp_path / "full" / "history.jsonl"), read_rows(out / "history.jsonl")
+    assert strip_times(resumed_rows) == strip_times(full_rows)
+    s_full = json.loads((tmp_path / "full" / "summary.json").read_text())
+    s_res = json.loads((out / "summary.json").read_text())
+    assert s_res["status"] == "finished" and s_res["stages"] == s_full["stages"]
+    from vgjax.runner import load_saved_state
+    _, _, a, info_a = load_saved_state(tmp_path / "full", "latest")
+    _, _, b, info_b = load_saved_state(out, "latest")
+    assert info_a["epoch"] == info_b["epoch"] == 9
+    import jax
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
