@@ -167,19 +167,16 @@ def toolbox_hooks(args, run_dir) -> list:
 
 def train(config, run_dir, arrays, resume: bool = False, hooks: list = ()) -> int:
     from vgjax import runner, runtime
-    from vgjax.train import DeviceData
 
     cli.sigterm_as_interrupt()
-    data = DeviceData.from_numpy(arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test,
-                                 config.train_limit)
     table = runner.stage_table(config)
     done = len(run_dir.history()) if resume else 0
     progress = cli.EpochPrinter(config.method, table.total_epochs, done=done,
                                 every=1 if table.total_epochs <= 50 else 10)
-    extra = {"device": runtime.device_description(), "data_source": arrays.source}
     try:
-        result = runner.run(config, run_dir, data, resume=resume, hooks=[progress, *hooks],
-                            summary_extra=extra)
+        result = runner.train_and_evaluate(config, run_dir.path, arrays, resume=resume,
+                                           hooks=[progress, *hooks],
+                                           summary_extra={"device": runtime.device_description()})
     except KeyboardInterrupt:
         progress.close()
         summary = {"method": config.method, "status": "interrupted", "epochs_run": len(run_dir.history())}

@@ -211,3 +211,23 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
     summary = _summarise(config, table, history, status, wall, extra)
     run_dir.write_summary(summary)
     return RunResult(status, history, state, summary)
+
+
+def train_and_evaluate(config: Config, workdir: str | Path, arrays, *, hooks: Iterable[EpochHook] = (),
+                       resume: bool = False, summary_extra: dict | None = None) -> RunResult:
+    """Train ``config`` on Fashion-MNIST ``arrays`` (from :func:`vgjax.data.load`) into ``workdir``.
+
+    The Python entry point behind ``python -m experiments.run`` (which adds the progress display,
+    the toolbox flags and the one-line error handling): writes config.json, history, summary and
+    checkpoints, adds the per-layer diagnostics when ``config.diagnostics`` is on, and draws the
+    run's figures at the end.
+    """
+    from vgjax.train import DeviceData
+
+    run_dir = RunDir(workdir)
+    if not (resume and run_dir.exists()):
+        run_dir.create(config.to_dict())
+    data = DeviceData.from_numpy(arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test,
+                                 config.train_limit)
+    extra = {"data_source": getattr(arrays, "source", None), **(summary_extra or {})}
+    return run(config, run_dir, data, resume=resume, hooks=hooks, summary_extra=extra)
