@@ -1,0 +1,9 @@
+"""vgjax: vanishing gradients in deep MLPs on Fashion-MNIST, reproduced with JAX, Flax and optax.
+
+Modules: ``data`` (find/verify/load), ``models`` and ``layers`` (the MLP family), ``inits``,
+``optim`` (optimizers, freezing), ``scratch`` (SPEC §5 optimizers), ``train`` (the scanned
+engine), ``stages`` (train some layers), ``runner`` (whole runs: ``train_and_evaluate``),
+``callbacks``, ``checkpoint``, ``diagnostics``, ``plots``, ``sweep``, ``theory``.
+"""
+
+__version__ = "0.1.0"
