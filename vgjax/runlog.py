@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -101,6 +102,13 @@ class RunDir:
 
     def is_finished(self) -> bool:
         return self.status() in ("finished", "diverged", "stopped")
+
+    def clear(self) -> None:
+        """Remove what an earlier run left here (files and folders a run writes, nothing else)."""
+        for name in ("config.json", "history.jsonl", "history.csv", "summary.json"):
+            (self.path / name).unlink(missing_ok=True)
+        for name in ("checkpoints", "best", "histograms", "figures"):
+            shutil.rmtree(self.path / name, ignore_errors=True)
 
     def create(self, config: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

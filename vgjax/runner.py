@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -222,12 +223,23 @@ def train_and_evaluate(config: Config, workdir: str | Path, arrays, *, hooks: It
     checkpoints, adds the per-layer diagnostics when ``config.diagnostics`` is on, and draws the
     run's figures at the end.
     """
+    from vgjax import diagnostics, plots
     from vgjax.train import DeviceData
 
     run_dir = RunDir(workdir)
     if not (resume and run_dir.exists()):
+        run_dir.clear()
         run_dir.create(config.to_dict())
     data = DeviceData.from_numpy(arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test,
                                  config.train_limit)
+    probe_x, probe_y = diagnostics.probe_batch(arrays)
+    diag_fn, diag_hooks = diagnostics.hooks_for(config, run_dir, probe_x, probe_y,
+                                                stage_table(config).total_epochs)
     extra = {"data_source": getattr(arrays, "source", None), **(summary_extra or {})}
-    return run(config, run_dir, data, resume=resume, hooks=hooks, summary_extra=extra)
+    result = run(config, run_dir, data, resume=resume, hooks=[*hooks, *diag_hooks],
+                 diagnostics=diag_fn, summary_extra=extra)
+    try:
+        plots.plot_run(run_dir.path)
+    except Exception as e:  # the run's files are complete; a figure must not turn it into a failure
+        warnings.warn(f"figures of {run_dir.path} not drawn: {type(e).__name__}: {e}", stacklevel=2)
+    return result

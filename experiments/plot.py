@@ -1,0 +1,84 @@
+"""python -m experiments.plot RUN_DIR [RUN_DIR ...] [--out DIR] [--explainers]
+
+Redraws the figures of saved runs from their files (history, summary, histograms) into
+``<run_dir>/figures/``. A directory that is not a run but holds runs (a runs root such as
+``runs/``) stands for all of them. With more than one run, the comparison figures (validation
+accuracy and first-layer gradient norm of every run on one axis) go to ``--out``, else to
+``<root>/figures`` for a runs root, else to ``figures/`` in the runs' common parent directory.
+``--explainers`` also draws the explanatory figures (normal densities, activations).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from experiments import cli
+
+
+def build_parser() -> cli.Parser:
+    p = cli.Parser(prog="python -m experiments.plot", description=__doc__.split("\n\n")[1])
+    p.add_argument("paths", nargs="*", metavar="RUN_DIR", help="run directories or runs roots")
+    p.add_argument("--out", default=None, help="directory of the comparison / explanatory figures")
+    p.add_argument("--explainers", action="store_true", help="also draw the explanatory figures")
+    p.add_argument("--no-compare", action="store_true", help="skip the comparison figures")
+    return p
+
+
+def expand(paths: list[str]) -> tuple[list[Path], Path | None]:
+    """Run directories named by ``paths`` and the runs root when exactly one root was given."""
+    from vgjax.plots import find_runs
+
+    runs: list[Path] = []
+    roots = []
+    for text in paths:
+        p = Path(text)
+        if not p.is_dir():
+            cli.fail(f"{p}: no such directory")
+        if (p / "config.json").exists():
+            runs.append(p)
+            continue
+        found = find_runs(p)
+        if not found:
+            cli.fail(f"{p} is neither a run directory (no config.json) nor a directory of runs")
+        runs.extend(found)
+        roots.append(p)
+    root = roots[0] if len(roots) == 1 and len(paths) == 1 else None
+    return runs, root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.paths and not args.explainers:
+        cli.fail("give at least one run directory (or --explainers)")
+    from vgjax import plots
+
+    runs, root = expand(args.paths)
+    written: list[Path] = []
+    for run in runs:
+        try:
+            paths = plots.plot_run(run)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"warning: could not draw {run}: {e}", file=sys.stderr)
+            continue
+        if not paths:
+            print(f"{run}: no epochs recorded yet, nothing to draw", file=sys.stderr)
+        written += paths
+    if len(runs) > 1 and not args.no_compare:
+        if args.out:
+            out = Path(args.out)
+        elif root is not None:
+            out = root / plots.FIGURES_DIR
+        else:
+            out = Path(os.path.commonpath([str(r.resolve().parent) for r in runs])) / plots.FIGURES_DIR
+        written += plots.plot_comparison(runs, out)
+    if args.explainers:
+        written += plots.plot_explainers(Path(args.out) if args.out else Path(plots.FIGURES_DIR))
+    for p in written:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

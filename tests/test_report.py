@@ -1,0 +1,88 @@
+"""The report: its table is computed from the histories, its text from the table's numbers."""
+
+import json
+import math
+
+import pytest
+
+from experiments import report
+
+
+def write_run(root, method, rows, summary=None, config=None):
+    d = root / method
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"method": method, "batch_size": 32, "train_limit": None,
+                                               "seed": 0, "depth": 7, **(config or {})}))
+    (d / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "summary.json").write_text(json.dumps({"method": method, "status": "finished",
+                                                "epochs_planned": len(rows), **(summary or {})}))
+    return d
+
+
+def rows_of(val_acc, loss, g1, gout):
+    return [{"epoch": i + 1, "loss": l, "accuracy": a, "val_loss": l, "val_accuracy": a,
+             "grad_norm/hidden_1": g1, "grad_norm/output": gout, "epoch_time_s": 1.5}
+            for i, (a, l) in enumerate(zip(val_acc, loss))]
+
+
+@pytest.fixture
+def runs(tmp_path):
+    write_run(tmp_path, "baseline_7", rows_of([0.1, 0.1, 0.1], [2.31, 2.305, 2.304], 2e-6, 1.0),
+              summary={"wall_time_s": 30.0})
+    # summary.json deliberately disagrees with the history: the table must come from the history
+    write_run(tmp_path, "relu", rows_of([0.7, 0.82, 0.81], [0.9, 0.6, 0.5], 0.4, 1.0),
+              summary={"wall_time_s": 12.0, "final": {"val_accuracy": 0.123}, "best_val_accuracy": 0.5})
+    write_run(tmp_path, "weight_std_10", rows_of([0.1], [float("nan")], float("nan"), float("nan")),
+              summary={"status": "diverged", "diverged_epoch": 1}, config={"activation": "linear", "init_std": 10.0})
+    (tmp_path / "logs").mkdir()  # not a run: ignored
+    return tmp_path
+
+
+def test_rows_come_from_the_history(runs):
+    rows = {r.method: r for r in report.collect(runs)}
+    assert list(rows) == ["baseline_7", "weight_std_10", "relu"]  # the study's method order
+    relu = rows["relu"]
+    hist = [json.loads(line) for line in (runs / "relu" / "history.jsonl").read_text().splitlines()]
+    assert relu.final_val_accuracy == hist[-1]["val_accuracy"] == 0.81
+    assert relu.best_val_accuracy == 0.82 and relu.best_epoch == 2
+    assert relu.final_loss == 0.5 and relu.reached_epoch == 2
+    assert relu.grad_ratio_e1 == pytest.approx(0.4) and relu.wall_time_s == 12.0
+    assert rows["baseline_7"].reached_epoch is None and rows["baseline_7"].grad_ratio_e1 == pytest.approx(2e-6)
+    assert rows["weight_std_10"].status == "diverged" and math.isnan(rows["weight_std_10"].final_loss)
+
+
+def test_report_text_is_generated_from_the_numbers(runs):
+    path = report.write_report(runs)
+    text = path.read_text()
+    assert path == runs / "report.md"
+    assert "| relu | finished | 3 | 0.8100 | 0.8200 (2) | 0.5000 | 2 | 0.4× | 12.0 s |" in text
+    assert "| baseline_7 | finished | 3 | 0.1000 | 0.1000 (1) | 2.3040 | never | 2e-06× | 30.0 s |" in text
+    assert ("It reached 0.8 validation accuracy at epoch 2 while baseline_7 never did in its 3 epochs."
+            in text)
+    assert "first-layer gradient at epoch 1 was 0.4× the output layer's, vs 2e-06× for baseline_7" in text
+    assert "It diverged (loss NaN/Inf) at epoch 1." in text
+    assert "**weight_std_10** (remedy 1b: kernel init Normal(0, 10.0)) with activation=linear." in text
+    assert "| weight_std_10 | diverged | 1 | 0.1000 | 0.1000 (1) | – | never | – |" in text
+    assert "(Budgets differ: 1 vs 3 epochs.)" in text
+    assert "Neither it (1 epoch) nor baseline_7 (3 epochs)" in text
+    for fig in ("compare_val_accuracy.png", "compare_first_layer_grad.png"):
+        assert (runs / "figures" / fig).exists() and f"figures/{fig}" in text
+
+
+def test_without_the_reference_it_says_so(tmp_path):
+    write_run(tmp_path, "tanh", rows_of([0.5, 0.85], [1.0, 0.4], 0.2, 1.0))
+    text = report.render(report.collect(tmp_path), [], tmp_path)
+    assert "reached 0.8 validation accuracy at epoch 2" in text and "baseline_7 is not among these runs" in text
+
+
+def test_command_line(runs, capsys):
+    assert report.main([str(runs), "--no-figures"]) == 0
+    assert capsys.readouterr().out.strip() == str(runs / "report.md")
+    with pytest.raises(SystemExit) as e:
+        report.main([str(runs / "nope")])
+    assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    empty = runs / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as e:
+        report.main([str(empty)])
+    assert e.value.code == 2 and "no run" in capsys.readouterr().err
