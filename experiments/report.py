@@ -251,6 +251,40 @@ def _setting_line(rows: list[Row]) -> str:
     return "; ".join(sorted(bits))
 
 
+def stage_rows(run_dir: Path) -> list[dict]:
+    """Per stage of a staged run: its last epoch's metrics, from the history's ``stage`` column."""
+    from vgjax.plots import load_run
+
+    run = load_run(run_dir)
+    table = run.summary.get("stage_table") or {}
+    last: dict[int, dict] = {}
+    for r in run.history:
+        if "stage" in r:
+            last[int(r["stage"])] = r
+    out = []
+    for i, st in enumerate(table.get("stages", []), start=1):
+        if i in last:
+            out.append({"stage": i, "stacked": st["stacked"], "frozen": st["frozen"], **last[i]})
+    return out
+
+
+def stages_markdown(rows: list[Row]) -> list[str]:
+    out = []
+    for row in rows:
+        stages = stage_rows(row.path)
+        if not stages:
+            continue
+        out += [f"## Staged runs: {row.method}", "",
+                "| run | stacked sub-models | frozen | epochs (global) | loss | accuracy | val_loss | val_accuracy |",
+                "|---|---|---|---|---|---|---|---|"]
+        for st in stages:
+            join = lambda ks: "+".join(str(k) for k in ks) or "–"
+            out.append(f"| {st['stage']} | {join(st['stacked'])} | {join(st['frozen'])} | {st['epoch']} | "
+                       f"{fmt(st['loss'])} | {fmt(st['accuracy'])} | {fmt(st['val_loss'])} | {fmt(st['val_accuracy'])} |")
+        out.append("")
+    return out
+
+
 def render(rows: list[Row], figures: list[Path], runs_dir: Path) -> str:
     ref = next((r for r in rows if r.method == REFERENCE), None)
     out = ["# Vanishing gradients: results", "",
@@ -260,6 +294,7 @@ def render(rows: list[Row], figures: list[Path], runs_dir: Path) -> str:
            f"The gradient column is the mean L2 norm of the first hidden layer's kernel gradient over the "
            f"steps of epoch 1, divided by the output layer's: the fraction of the gradient signal that "
            f"reaches the input end of the network (small = vanishing).", ""]
+    out += stages_markdown(rows)
     if figures:
         out += ["## Figures", ""] + [f"![{p.stem}]({p.relative_to(runs_dir).as_posix()})" for p in figures] + [""]
     out += [f"## Each method against {REFERENCE}", ""]

@@ -3,22 +3,29 @@
 Predicts the per-layer kernel-gradient norms at initialisation from the mean-field theory
 (vgjax.theory) and measures them with the project's own ``kernel_grad_norms`` on the first
 minibatch of each seed's run, for sigmoid, tanh and relu at init std 0.05, 0.5, 1, 10 and at the
-He / Glorot scales; plus chi at the fixed point versus init std, with the critical std marked.
+He / Glorot scales; plus chi at the fixed point versus init std, with the critical std marked;
+plus the measured trainability -- val accuracy after a fixed budget (--trainability-epochs on
+--trainability-train-limit images, --trainability-seeds seeds; vgjax.sweep) of the 7-layer sigmoid
+and tanh nets over a log grid of init stds that includes each one's critical std (skip with
+--no-trainability).
 
 Writes to ``--out`` (default runs/theory/): theory.csv (one row per case and layer),
 theory.json (everything, with the cases outside the factor-1.5 band and why), profiles.png,
-chi_vs_std.png. Every file is written atomically. Exit status: 0 done, 2 usage or data error.
+chi_vs_std.png, trainability.csv (one row per activation and std), trainability.png. Every file
+is written atomically. Exit status: 0 done, 2 usage or data error.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import math
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -71,6 +78,16 @@ def build_parser() -> cli.Parser:
     p.add_argument("--data-source", choices=("idx", "tfds"), default="idx", help="where the arrays come from")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for JAX (0: all)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--no-trainability", action="store_true",
+                   help="skip the trainability sweep (val accuracy after a fixed budget vs init std)")
+    p.add_argument("--trainability-epochs", type=int, default=None,
+                   help="epochs of the trainability budget (default 3; 1 with --quick)")
+    p.add_argument("--trainability-train-limit", type=int, default=None,
+                   help="training images of the trainability budget (default 10000; 5000 with --quick)")
+    p.add_argument("--trainability-seeds", type=int, default=None,
+                   help="seeds per init std in the trainability sweep (default 2)")
+    p.add_argument("--trainability-workers", type=int, default=0,
+                   help="worker processes for the trainability sweep (0: vmapped in this process)")
     return p
 
 
@@ -85,6 +102,15 @@ def check_args(args) -> None:
         cli.fail(f"--per-class must be >= 2, got {args.per_class}")
     if args.depth < 1 or args.width < 1:
         cli.fail("--depth and --width must be >= 1")
+    defaults = {"trainability_epochs": (3, 1), "trainability_train_limit": (10000, 5000),
+                "trainability_seeds": (2, 2)}
+    for name, (full, quick) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+        if getattr(args, name) < 1:
+            cli.fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.trainability_workers < 0:
+        cli.fail(f"--trainability-workers must be >= 0, got {args.trainability_workers}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,20 +217,164 @@ def finite(obj):
     return obj
 
 
-def trainability(args) -> tuple[dict | None, str]:
-    """Hook for the trainability-vs-init-std part of issue 11: (result or None, status line).
+TRAIN_ACTIVATIONS = ("sigmoid", "tanh")
+TRAIN_GRID = (0.05, 10.0, 9)  # log-spaced init stds (lo, hi, count); each activation's critical std is added
 
-    To wire in (vgjax/sweep.py): per activation in ACTIVATIONS, ``spec = sweep.SweepSpec(
-    Config(activation=act, train_limit=..., epochs=...), init_std=tuple(np.geomspace(0.01, 20, 13)), seeds=(0, 1, 2))``,
-    ``res = sweep.run_sweep(spec, data)``, then the final ``res.history["val_accuracy"][:, -1]``
-    averaged per setting (members are setting-major) gives accuracy vs std; return
-    ``{"stds": [...], "accuracy": {act: [...]}}`` and :func:`plot_chi` overlays it on chi(std).
+
+@functools.lru_cache(maxsize=None)
+def critical(activation: str, width: int) -> tuple[float, ...]:
+    """``vgjax.theory.critical_stds`` (about a second each), computed once per process."""
+    from vgjax import theory
+
+    return tuple(theory.critical_stds(activation, width))
+
+
+def trainability_stds(activation: str, width: int, grid: tuple[float, float, int] = TRAIN_GRID) -> list[float]:
+    """The init stds swept for ``activation``: a log-spaced grid plus its critical std(s)."""
+    from vgjax import theory
+
+    lo, hi, n = grid
+    stds = set(np.geomspace(lo, hi, n).round(6).tolist())
+    stds.update(round(s, 6) for s in critical(activation, width))
+    return sorted(stds)
+
+
+def trainability(args, arrays=None, log=None, stds: dict[str, Sequence[float]] | None = None,
+                 workers: int = 0) -> tuple[dict | None, str]:
+    """Measured trainability (val accuracy after a fixed budget) vs init std, with the theory's chi.
+
+    Per activation in ``TRAIN_ACTIVATIONS``: ``depth`` hidden layers of ``width``, SGD lr 0.01,
+    batch ``batch_size``, random-normal kernels at each std of ``stds[act]`` (default
+    :func:`trainability_stds`), ``--trainability-seeds`` seeds, trained for
+    ``--trainability-epochs`` epochs on the first ``--trainability-train-limit`` training
+    images by ``vgjax.sweep.run_sweep`` (members vmapped in this process unless ``workers``);
+    validated on ``arrays``' test set. Returns ``({"rows": [...], ...}, status)`` with one row
+    per (activation, std): the std the sweep's members actually used, chi* = chi at the fixed
+    point (``vgjax.theory.chi_star``), mean/std/min/max of the final val accuracy over seeds.
     """
-    try:
-        from vgjax import sweep  # noqa: F401
-    except ImportError:
-        return None, "pending: needs vgjax/sweep.py (hook: experiments.theory.trainability)"
-    return None, "pending: vgjax.sweep is available; wire it in experiments.theory.trainability"
+    if getattr(args, "no_trainability", False):
+        return None, "skipped (--no-trainability)"
+    from vgjax import sweep, theory
+    from vgjax.config import Config
+
+    log = log or (lambda msg: None)
+    if arrays is None:
+        arrays = cli.load_data(args.data_dir, args.data_source)
+    epochs, limit = args.trainability_epochs, args.trainability_train_limit
+    seeds = tuple(range(args.trainability_seeds))
+    data = sweep.Arrays.of(arrays, limit)
+    rows, sweeps, t0 = [], [], time.perf_counter()
+    for act in TRAIN_ACTIVATIONS:
+        grid = tuple(float(s) for s in (stds[act] if stds else trainability_stds(act, args.width)))
+        config = Config(method=f"trainability_{act}", activation=act, init="random_normal",
+                        depth=args.depth, width=args.width, optimizer="sgd", lr=0.01,
+                        batch_size=args.batch_size, epochs=epochs, train_limit=limit, diagnostics=False)
+        spec = sweep.SweepSpec(config, init_std=grid, seeds=seeds)
+        t1 = time.perf_counter()
+        res = sweep.run_sweep(spec, data, epochs, workers=workers, threads=1)
+        crit = list(critical(act, args.width))
+        a = theory.activation(act)
+        for s in sweep.summarize(spec.settings(), res.members, res.history):
+            members = np.flatnonzero(res.members["setting"] == s["setting"])
+            acc = res.history["val_accuracy"][members, -1]
+            std = float(np.float32(s["init_std"]))
+            rows.append({
+                "activation": act, "init_std": std, "chi": theory.chi_star(a, std, args.width),
+                "q_star": theory.fixed_point_q(a, std * std * args.width),
+                "critical": any(abs(std / c - 1) < 1e-5 for c in crit),
+                "val_acc_mean": float(np.mean(acc)), "val_acc_std": float(np.std(acc, ddof=1)) if acc.size > 1 else 0.0,
+                "val_acc_min": float(np.min(acc)), "val_acc_max": float(np.max(acc)),
+                "val_acc_seeds": [float(v) for v in acc],
+                "member_init_std": [float(v) for v in res.members["init_std"][members]],
+                "seeds": [int(v) for v in res.members["seed"][members]],
+                "left_plateau_fraction": s["left_plateau"]["fraction"],
+                "diverged": s["diverged"]["count"],
+            })
+        sweeps.append({"activation": act, "config": config.to_dict(), "stds": list(grid), "critical": crit,
+                       "members": int(len(res.members["seed"])), "chunk_size": res.chunk_size,
+                       "workers": res.workers, "wall_time_s": res.wall_time_s, "first_epoch_s": res.first_epoch_s})
+        best = max((r for r in rows if r["activation"] == act), key=lambda r: r["val_acc_mean"])
+        log(f"trainability {act}: {len(grid)} stds x {len(seeds)} seeds x {epochs} epochs on {len(data.y_train)} "
+            f"images in {time.perf_counter() - t1:.0f}s; best std {best['init_std']:.3g} "
+            f"(chi* {best['chi']:.3g}), val acc {best['val_acc_mean']:.3f}")
+    wall = time.perf_counter() - t0
+    out = {"settings": {"activations": list(TRAIN_ACTIVATIONS), "depth": args.depth, "width": args.width,
+                        "optimizer": "sgd", "lr": 0.01, "batch_size": args.batch_size, "epochs": epochs,
+                        "train_limit": len(data.y_train), "val_examples": len(data.y_test), "seeds": list(seeds),
+                        "measured": "val accuracy (test set) after the budget; mean and sample std over seeds",
+                        "chi": "vgjax.theory.chi_star: chi at the fixed point q* of the hidden layers"},
+           "rows": rows, "sweeps": sweeps, "wall_time_s": wall}
+    return out, f"done: {len(rows)} settings in {wall:.0f}s"
+
+
+def trainability_csv(train: dict) -> str:
+    cols = ["activation", "init_std", "chi", "q_star", "critical", "val_acc_mean", "val_acc_std", "val_acc_min",
+            "val_acc_max", "left_plateau_fraction", "diverged"]
+    buf = io.StringIO()
+    buf.write(",".join(cols) + "\n")
+    for r in train["rows"]:
+        buf.write(",".join(f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + "\n")
+    return buf.getvalue()
+
+
+def trainability_text(train: dict) -> str:
+    s = train["settings"]
+    lines = [f"trainability: val accuracy after {s['epochs']} epoch(s) on {s['train_limit']} images, "
+             f"mean +- std over {len(s['seeds'])} seed(s); chi* at the fixed point",
+             f"{'activation':10s} {'init std':>9s} {'chi*':>10s} {'val acc':>8s} {'+-':>6s}"]
+    for r in train["rows"]:
+        lines.append(f"{r['activation']:10s} {r['init_std']:9.4g} {r['chi']:10.3g} {r['val_acc_mean']:8.3f} "
+                     f"{r['val_acc_std']:6.3f}" + ("  <- critical (chi* = 1)" if r["critical"] else ""))
+    return "\n".join(lines)
+
+
+def plot_trainability(train: dict, path: Path, chi: dict | None = None) -> None:
+    """One panel per activation: val accuracy (left) and chi* (right, log) against init std (log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from vgjax import theory
+
+    acts = train["settings"]["activations"]
+    width = train["settings"]["width"]
+    fig, axes = plt.subplots(1, len(acts), figsize=(5.2 * len(acts), 3.9), squeeze=False)
+    for ax, act in zip(axes[0], acts):
+        rows = [r for r in train["rows"] if r["activation"] == act]
+        x = np.array([r["init_std"] for r in rows])
+        m, e = np.array([r["val_acc_mean"] for r in rows]), np.array([r["val_acc_std"] for r in rows])
+        ax.errorbar(x, m, yerr=e, fmt="o-", color="C0", capsize=3, ms=4, label="val accuracy (mean +- std)")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1)
+        ax.axhline(0.1, color="C0", lw=0.6, ls=":")
+        ax.set_xlabel("init std of the kernels")
+        ax.set_ylabel("val accuracy after the budget", color="C0")
+        ax2 = ax.twinx()
+        if chi is not None and act in chi.get("chi", {}):
+            sx, sy = np.asarray(chi["stds"]), np.asarray(chi["chi"][act], float)
+        else:
+            sx = np.geomspace(min(x.min(), 0.01) , max(x.max(), 20.0), 41)
+            sy = np.array([theory.chi_star(theory.activation(act), s, width) for s in sx])
+        keep = (sx >= x.min() / 1.5) & (sx <= x.max() * 1.5)
+        ax2.plot(sx[keep], sy[keep], "-", color="C3", lw=1, label="chi* (theory)")
+        ax2.plot(x, [r["chi"] for r in rows], "s", color="C3", ms=3)
+        ax2.set_yscale("log")
+        ax2.axhline(1.0, color="C3", lw=0.6, ls=":")
+        ax2.set_ylabel("chi at the fixed point (log)", color="C3")
+        for c in critical(act, width):
+            ax.axvline(c, color="gray", ls="--", lw=0.9)
+            ax.annotate(f"critical {c:.3g}", (c, 0.02), fontsize=7, rotation=90, xytext=(3, 0),
+                        textcoords="offset points", color="gray")
+        ax.set_title(f"{act}: {train['settings']['depth']} x {width}, SGD {train['settings']['lr']}", fontsize=10)
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
+    s = train["settings"]
+    fig.suptitle(f"trainability vs init std: {s['epochs']} epoch(s) on {s['train_limit']} images, "
+                 f"{len(s['seeds'])} seed(s)", fontsize=10)
+    fig.tight_layout()
+    _atomic_savefig(fig, path)
+    plt.close(fig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,7 +493,7 @@ def plot_chi(chi: dict, results: list[dict], path: Path, train: dict | None) -> 
             "dashed: critical std (chi = 1)", transform=ax.transAxes, fontsize=7, ha="right")
     ax.set_title(f"vanishing (chi < 1) vs exploding (chi > 1), width {chi['width']}", fontsize=10)
     if train is not None:
-        ax.text(0.02, 0.02, "trainability overlay: see theory.json", transform=ax.transAxes, fontsize=7)
+        ax.text(0.02, 0.02, "measured trainability vs std: trainability.png", transform=ax.transAxes, fontsize=7)
     ax.legend(fontsize=8)
     fig.tight_layout()
     _atomic_savefig(fig, path)
@@ -351,10 +521,11 @@ def main(argv: list[str] | None = None) -> int:
         results = run_cases(args, np.asarray(arrays.x_train), np.asarray(arrays.y_train), log)
         t1 = time.perf_counter()
         chi = chi_curves(args.width)
-        train, train_status = trainability(args)
+        t2 = time.perf_counter()
+        train, train_status = trainability(args, arrays, log, workers=args.trainability_workers)
     except KeyboardInterrupt:
         cli.fail("interrupted; nothing written", cli.EXIT_INTERRUPTED)
-    t2 = time.perf_counter()
+    t3 = time.perf_counter()
     outside = [{"case": r["case"], "worst_factor": r["worst_factor"], "acceptance_case": r["acceptance_case"],
                 "ratio": r["ratio"], "reason": r["reason"]} for r in results if not r["within_band"]]
     summary = {
@@ -364,21 +535,26 @@ def main(argv: list[str] | None = None) -> int:
         "cases": results, "chi_vs_std": chi, "outside_band": outside,
         "acceptance_met": all(r["within_band"] for r in results if r["acceptance_case"]),
         "trainability": train if train is not None else train_status,
-        "runtime_s": {"cases": t1 - t0, "chi_curves": t2 - t1},
+        "runtime_s": {"cases": t1 - t0, "chi_curves": t2 - t1, "trainability": t3 - t2},
     }
     atomic_write_json(out / "theory.json", finite(summary))
     atomic_write_text(out / "theory.csv", csv_text(results))
+    if train is not None:
+        atomic_write_text(out / "trainability.csv", trainability_csv(train))
     if not args.no_plots:
         plot_profiles(results, out / "profiles.png")
         plot_chi(chi, results, out / "chi_vs_std.png", train)
+        if train is not None:
+            plot_trainability(train, out / "trainability.png", chi)
     print_table(results)
     print("critical init std (chi = 1 at q*, width %d): " % args.width
           + ", ".join(f"{a} {', '.join(f'{s:.4g}' for s in c) or 'none'}" for a, c in chi["critical_all"].items()))
     for o in outside:
         print(f"outside {BAND}x: {o['case']} (worst x{o['worst_factor']:.2f}, measured/predicted per layer "
               f"{' '.join(f'{v:.2f}' for v in o['ratio'])}): {o['reason']}")
+    print(trainability_text(train) if train is not None else f"trainability: {train_status}")
     print(f"acceptance cases within {BAND}x: {'yes' if summary['acceptance_met'] else 'NO'}; "
-          f"runtime {t2 - t0:.0f}s; written to {out}/")
+          f"runtime {t3 - t0:.0f}s (trainability {t3 - t2:.0f}s); written to {out}/")
     return 0
 
 

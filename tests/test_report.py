@@ -86,3 +86,17 @@ def test_command_line(runs, capsys):
     with pytest.raises(SystemExit) as e:
         report.main([str(empty)])
     assert e.value.code == 2 and "no run" in capsys.readouterr().err
+
+
+def test_staged_runs_get_a_per_stage_table_from_the_history(tmp_path):
+    rows = rows_of([0.5, 0.6, 0.7, 0.8], [1.0, 0.9, 0.8, 0.7], 0.1, 1.0)
+    for r, stage in zip(rows, [1, 1, 2, 2]):
+        r["stage"] = stage
+    table = {"sizes": [1, 1], "stages": [{"stacked": [1], "frozen": [], "epochs": 2},
+                                         {"stacked": [1, 2], "frozen": [1], "epochs": 2}]}
+    # the summary's own per-stage numbers are deliberately wrong: the table must come from the history
+    write_run(tmp_path, "freeze", rows, summary={"stage_table": table, "stages": [{"val_accuracy": 0.0}] * 2})
+    text = (report.write_report(tmp_path, figures=False)).read_text()
+    assert "## Staged runs: freeze" in text
+    assert "| 1 | 1 | – | 2 | 0.9000 | 0.6000 | 0.9000 | 0.6000 |" in text
+    assert "| 2 | 1+2 | 1 | 4 | 0.7000 | 0.8000 | 0.7000 | 0.8000 |" in text

@@ -227,3 +227,73 @@ def test_measurement_is_the_engines_first_step_gradient_norm():
     meas = T.measure_profile(cfg, np.asarray(data.x_train), np.asarray(data.y_train), [cfg.seed])
     for name, value in metrics["grad_norm"].items():
         assert meas[name][0] == pytest.approx(float(value), rel=1e-5)
+
+
+# --- trainability vs init std (experiments.theory.trainability) --------------------------------
+
+
+def _tiny_arrays(n: int = 500):
+    """The first ``n`` Fashion-MNIST training and test images (random pixels where there is no data)."""
+    from vgjax import data, sweep
+
+    try:
+        d = data.load()
+        return sweep.Arrays(np.asarray(d.x_train[:n]), np.asarray(d.y_train[:n]),
+                            np.asarray(d.x_test[:n]), np.asarray(d.y_test[:n]))
+    except Exception:  # noqa: BLE001 - no data here: the plumbing is tested on noise
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 256, (2 * n, 784), dtype=np.uint8)
+        y = rng.integers(0, 10, 2 * n).astype(np.int32)
+        return sweep.Arrays(x[:n], y[:n], x[n:], y[n:])
+
+
+def test_trainability_tiny_run_rows_table_and_figure(tmp_path):
+    """2 stds x 1 seed x 1 epoch x 500 images per activation: each row is the std its sweep
+    members used, chi is vgjax.theory's, and the CSV, table and PNG come out."""
+    from experiments import theory as E
+
+    args = E.build_parser().parse_args(["--trainability-epochs", "1", "--trainability-train-limit", "500",
+                                        "--trainability-seeds", "1"])
+    E.check_args(args)
+    stds = {"sigmoid": [0.1, *E.critical("sigmoid", 128)], "tanh": [*E.critical("tanh", 128), 2.0]}
+    train, status = E.trainability(args, _tiny_arrays(), stds=stds)
+    assert status.startswith("done")
+    rows = train["rows"]
+    assert [(r["activation"], r["init_std"]) for r in rows] == [
+        (a, pytest.approx(s, rel=1e-6)) for a in E.TRAIN_ACTIVATIONS for s in stds[a]]
+    for r, sw in zip(rows, [sw for sw in train["sweeps"] for _ in range(2)]):
+        # the config each row's members were trained with: its activation, the std it reports
+        assert sw["config"]["activation"] == r["activation"] and sw["config"]["depth"] == 7
+        assert sw["config"]["lr"] == 0.01 and sw["config"]["batch_size"] == 32 and sw["config"]["optimizer"] == "sgd"
+        assert r["member_init_std"] == [pytest.approx(r["init_std"], rel=1e-7)] and r["seeds"] == [0]
+        assert 0.0 <= r["val_acc_mean"] <= 1.0 and r["val_acc_std"] == 0.0
+        # chi and q* are the theory module's for that std
+        act = T.activation(r["activation"])
+        assert r["chi"] == T.chi_star(act, r["init_std"], 128)
+        assert r["q_star"] == T.fixed_point_q(act, r["init_std"] ** 2 * 128)
+    assert [r["critical"] for r in rows] == [False, True, True, False]  # sigmoid 0.897, tanh 0.0884
+    assert train["settings"]["train_limit"] == 500 and train["settings"]["epochs"] == 1
+    csv = E.trainability_csv(train).splitlines()
+    assert csv[0].startswith("activation,init_std,chi,") and len(csv) == 1 + len(rows)
+    assert csv[1].split(",")[:2] == ["sigmoid", "0.1"]
+    text = E.trainability_text(train)
+    assert "critical" in text and len(text.splitlines()) == 2 + len(rows)
+    E.plot_trainability(train, tmp_path / "trainability.png")
+    assert (tmp_path / "trainability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trainability_grid_includes_the_critical_std_and_can_be_skipped():
+    from experiments import theory as E
+
+    for act in E.TRAIN_ACTIVATIONS:
+        grid = E.trainability_stds(act, 128)
+        (c,) = E.critical(act, 128)
+        assert c == T.critical_stds(act, 128)[0]
+        assert grid[0] == pytest.approx(0.05) and grid[-1] == pytest.approx(10.0)
+        assert len(grid) == 10 and min(abs(s / c - 1) for s in grid) < 1e-5
+    args = E.build_parser().parse_args(["--no-trainability", "--quick"])
+    E.check_args(args)
+    assert (args.trainability_epochs, args.trainability_train_limit) == (1, 5000)
+    assert E.trainability(args) == (None, "skipped (--no-trainability)")
+    with pytest.raises(SystemExit):
+        E.check_args(E.build_parser().parse_args(["--trainability-seeds", "0"]))
