@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class Row:
     grad_first_e1: float | None  # grad_norm/hidden_1 at epoch 1
     grad_output_e1: float | None  # grad_norm/output at epoch 1
     wall_time_s: float | None
+    epoch_time_s: float | None  # median seconds per epoch, from the history
     diverged_epoch: int | None = None
     hidden_layers_e1: int | None = None  # hidden layers present at epoch 1 (fewer in staged runs)
     depth: int | None = None
@@ -107,7 +109,9 @@ def row_for(run_dir: str | Path, suite_entry: dict | None = None) -> Row:
                final_loss=h[-1].get("loss", math.nan) if h else math.nan, reached_epoch=reached,
                grad_first_e1=e1.get("grad_norm/hidden_1") if e1 else None,
                grad_output_e1=e1.get("grad_norm/output") if e1 else None,
-               wall_time_s=wall, diverged_epoch=run.summary.get("diverged_epoch"),
+               wall_time_s=wall,
+               epoch_time_s=statistics.median(r["epoch_time_s"] for r in h) if h and all("epoch_time_s" in r for r in h) else None,
+               diverged_epoch=run.summary.get("diverged_epoch"),
                hidden_layers_e1=sum(1 for k in e1 if k.startswith("grad_norm/hidden_")) if e1 else None,
                depth=run.config.get("depth"), overrides=method_overrides(run.config))
 
@@ -164,8 +168,8 @@ def reached_text(row: Row) -> str:
 
 def table_markdown(rows: list[Row]) -> str:
     head = ("| method | status | epochs | final val acc | best val acc (epoch) | final train loss | "
-            f"val acc ≥ {TARGET_ACCURACY} at epoch | ‖∇W₁‖ / ‖∇W_out‖ at epoch 1 | wall time |")
-    lines = [head, "|" + "---|" * 9]
+            f"val acc ≥ {TARGET_ACCURACY} at epoch | ‖∇W₁‖ / ‖∇W_out‖ at epoch 1 | s/epoch (median) | wall time |")
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         epochs = str(r.epochs_run)
         if r.epochs_planned and r.epochs_planned != r.epochs_run:
@@ -173,7 +177,7 @@ def table_markdown(rows: list[Row]) -> str:
         lines.append(f"| {r.method} | {r.status} | {epochs} | {fmt(r.final_val_accuracy)} | "
                      f"{fmt(r.best_val_accuracy)} ({r.best_epoch if r.best_epoch is not None else '–'}) | "
                      f"{fmt(r.final_loss)} | {reached_text(r)} | {fmt_ratio(r.grad_ratio_e1)} | "
-                     f"{fmt_time(r.wall_time_s)} |")
+                     f"{fmt(r.epoch_time_s, '.2f')} | {fmt_time(r.wall_time_s)} |")
     return "\n".join(lines)
 
 

@@ -55,8 +55,8 @@ def test_report_text_is_generated_from_the_numbers(runs):
     path = report.write_report(runs)
     text = path.read_text()
     assert path == runs / "report.md"
-    assert "| relu | finished | 3 | 0.8100 | 0.8200 (2) | 0.5000 | 2 | 0.4× | 12.0 s |" in text
-    assert "| baseline_7 | finished | 3 | 0.1000 | 0.1000 (1) | 2.3040 | never | 2e-06× | 30.0 s |" in text
+    assert "| relu | finished | 3 | 0.8100 | 0.8200 (2) | 0.5000 | 2 | 0.4× | 1.50 | 12.0 s |" in text
+    assert "| baseline_7 | finished | 3 | 0.1000 | 0.1000 (1) | 2.3040 | never | 2e-06× | 1.50 | 30.0 s |" in text
     assert ("It reached 0.8 validation accuracy at epoch 2 while baseline_7 never did in its 3 epochs."
             in text)
     assert "first-layer gradient at epoch 1 was 0.4× the output layer's, vs 2e-06× for baseline_7" in text
