@@ -93,6 +93,10 @@ def config_from_args(args):
         overrides["skips"] = parse_skips(args.skips)
     if args.no_diagnostics:
         overrides["diagnostics"] = False
+    staged = args.stages is not None or "stages" in METHODS.get(args.method, METHODS["baseline_7"]).changes
+    if staged and args.epochs is not None:
+        cli.fail("--epochs does not apply to staged training: its table sets every stage's epochs "
+                 "(scale them with --epochs-scale)")
     if args.init_from is not None:
         if not (Path(args.init_from) / "config.json").exists():
             cli.fail(f"--init-from {args.init_from}: not a run directory (no config.json)")

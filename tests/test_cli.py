@@ -67,10 +67,11 @@ def test_baseline_3_end_to_end_writes_every_run_file(tmp_path):
     (["--bogus-flag"], "unrecognized arguments"),
     (["--data-dir", "/nonexistent/fmnist"], "/nonexistent/fmnist"),
     (["--early-stop", "val_los"], "choose from"),
+    (["--method", "freeze", "--epochs", "3"], "--epochs-scale"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, message):
-    proc = cli(*args, "--epochs", "1", "--out", str(tmp_path / "x")) if "--epochs" not in args else \
-        cli(*args, "--out", str(tmp_path / "x"))
+    quick = [] if "--epochs" in args or "freeze" in args else ["--epochs", "1"]
+    proc = cli(*args, *quick, "--out", str(tmp_path / "x"))
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
