@@ -7,7 +7,6 @@ Trains one method of the study into ``runs/<method>/`` (or ``--out DIR``). Exit 
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -98,8 +97,11 @@ def config_from_args(args):
         cli.fail("--epochs does not apply to staged training: its table sets every stage's epochs "
                  "(scale them with --epochs-scale)")
     if args.init_from is not None:
-        if not (Path(args.init_from) / "config.json").exists():
-            cli.fail(f"--init-from {args.init_from}: not a run directory (no config.json)")
+        from vgjax.runner import saved_model_problem
+
+        problem = saved_model_problem(args.init_from)
+        if problem:
+            cli.fail(f"--init-from {args.init_from}: {problem}")
         overrides["init_from"] = str(Path(args.init_from).resolve())
     return get_config(args.method, **overrides)
 
@@ -109,6 +111,8 @@ def prepare_run_dir(path: Path, config, resume: bool, overwrite: bool):
 
     run_dir = RunDir(path)
     if run_dir.exists():
+        if resume and run_dir.is_finished():
+            return None  # nothing left to do
         if resume:
             saved = read_json(run_dir.config_path)
             if saved != config.to_dict():
@@ -119,7 +123,10 @@ def prepare_run_dir(path: Path, config, resume: bool, overwrite: bool):
             cli.fail(f"{path} holds a finished run; use --overwrite to replace it or --out for another directory")
         if not run_dir.is_finished() and not overwrite:
             cli.fail(f"{path} holds an unfinished run; use --resume to continue it or --overwrite to start over")
-        shutil.rmtree(path)
+        try:
+            run_dir.clear()  # only what a run writes: other files in the directory stay
+        except OSError as e:
+            cli.fail(f"cannot clear the run directory {path}: {e.strerror}")
     try:
         run_dir.create(config.to_dict())
     except OSError as e:
@@ -147,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path("runs") / config.method
     arrays = cli.load_data(args.data_dir, args.data_source)
     run_dir = prepare_run_dir(out, config, args.resume, args.overwrite)
+    if run_dir is None:
+        print(f"{out} holds a finished run: nothing to resume")
+        return 0
     return train(config, run_dir, arrays, resume=args.resume, hooks=toolbox_hooks(args, run_dir))
 
 
@@ -183,6 +193,8 @@ def train(config, run_dir, arrays, resume: bool = False, hooks: list = ()) -> in
                                            summary_extra={"device": runtime.device_description()})
     except KeyboardInterrupt:
         progress.close()
+        if run_dir.is_finished():  # interrupted while drawing figures: the run itself is complete
+            return 0
         summary = {"method": config.method, "status": "interrupted", "epochs_run": len(run_dir.history())}
         run_dir.write_summary(summary)
         print(f"interrupted after {summary['epochs_run']} epochs; continue with --resume", file=sys.stderr)

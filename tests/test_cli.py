@@ -129,3 +129,28 @@ def test_killed_staged_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert info_a["epoch"] == info_b["epoch"] == 9
     import jax
     jax.tree_util.tree_map(np.testing.assert_array_equal, a.params, b.params)
+
+
+def test_resume_of_a_finished_run_is_a_no_op_and_overwrite_keeps_foreign_files(tmp_path):
+    out = tmp_path / "r"
+    args = ["--method", "baseline_3", "--epochs", "2", "--train-limit", "500", "--out", str(out)]
+    cli(*args, "--early-stop", "val_loss", "--patience", "0", "--min-delta", "10", "--restore-best", check=True)
+    before = (out / "history.jsonl").read_text()
+    again = cli(*args, "--early-stop", "val_loss", "--patience", "0", "--min-delta", "10", "--restore-best",
+                "--resume", check=True)
+    assert "nothing to resume" in again.stdout
+    assert (out / "history.jsonl").read_text() == before  # no epoch trained again or duplicated
+    (out / "notes.txt").write_text("mine")
+    cli(*args, "--overwrite", check=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert [json.loads(l)["epoch"] for l in (out / "history.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_init_from_a_run_without_checkpoint_is_one_line_and_touches_nothing(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps({"method": "baseline_3", "depth": 3}))
+    proc = cli("--method", "baseline_3", "--epochs", "1", "--init-from", str(src), "--out", str(tmp_path / "d"))
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith("it holds no checkpoint")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in src.iterdir()) == ["config.json"] and not (tmp_path / "d").exists()

@@ -71,6 +71,12 @@ class EarlyStopping:
             return True
         return False
 
+    def on_stage_start(self, state, engine, stage, epochs_before: int) -> None:
+        """Each stage of a staged run is its own fit (as in Keras): counters start afresh."""
+        if getattr(stage, "index", 1) > 1 and int(state.epoch) == 0:
+            self.track = _Monitor(self.track.monitor, self.track.mode, self.track.min_delta)
+            self.wait, self.stopped_epoch, self.best_state = 0, None, None
+
     def replay(self, history: list[dict]) -> None:
         """Rebuild the counters from the history of a resumed run (weights of an earlier best
         epoch are not recoverable this way: restore-best then considers the epochs after resume)."""

@@ -21,10 +21,10 @@ def _abstract(tree: Any) -> Any:
 class Checkpoints:
     """A directory of numbered checkpoints (the number is a global epoch counter)."""
 
-    def __init__(self, directory: str | Path, max_to_keep: int | None = 2):
+    def __init__(self, directory: str | Path, max_to_keep: int | None = 2, create: bool = True):
         self.directory = Path(directory).resolve()
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                               enable_async_checkpointing=False, create=True)
+                                               enable_async_checkpointing=False, create=create)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def save(self, step: int, state: Any) -> None:

@@ -87,6 +87,20 @@ def _checkpoint_stage(table: stages_lib.StageTable, step: int) -> stages_lib.Sta
     raise ValueError(f"checkpoint {step} lies outside the run's {table.total_epochs} epochs")
 
 
+def saved_model_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot serve as a saved model (``--init-from``), or None if it can."""
+    rd = RunDir(path)
+    if not rd.exists():
+        return "not a run directory (no config.json)"
+    try:
+        Config.from_dict(read_json(rd.config_path))
+    except (ValueError, TypeError, OSError) as e:
+        return f"its config.json cannot be used: {e}"
+    has_best = (rd.path / "best" / "best.json").exists()
+    has_ckpt = rd.checkpoint_dir.is_dir() and any(p.name.isdigit() for p in rd.checkpoint_dir.iterdir())
+    return None if has_best or has_ckpt else "it holds no checkpoint"
+
+
 def load_saved_state(path: str | Path, which: str = "best") -> tuple[Config, Engine, TrainState, dict]:
     """A finished (or interrupted) run's model: its best checkpoint if it kept one, else the latest.
 
@@ -103,12 +117,14 @@ def load_saved_state(path: str | Path, which: str = "best") -> tuple[Config, Eng
         directory, step = rd.path / "best", int(read_json(best_json)["epoch"])
     else:
         directory = rd.checkpoint_dir
-        with Checkpoints(directory) as ck:
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{path} holds no checkpoint")
+        with Checkpoints(directory, create=False) as ck:
             step = ck.latest_step()
         if step is None:
             raise FileNotFoundError(f"{path} holds no checkpoint")
     setup = setup_stage(config, table, _checkpoint_stage(table, step), None)
-    with Checkpoints(directory) as ck:
+    with Checkpoints(directory, create=False) as ck:
         state = ck.restore(step, like=setup.state)
     return config, setup.engine, state, {"checkpoint": str(directory), "epoch": step}
 
@@ -202,11 +218,10 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
             offset += stage.epochs
         for hook in hooks:
             if hasattr(hook, "finalize"):
-                new_state, info = hook.finalize(state)
+                # a restored-best state is returned, not checkpointed: checkpoints/ keeps the
+                # last epoch (what --resume continues from) and best/ holds the best one
+                state, info = hook.finalize(state)
                 extra.update(info)
-                if new_state is not state:
-                    state = new_state
-                    ckpt.save(len(history), state)
     wall = time.perf_counter() - t_start
     run_dir.write_csv(history)
     summary = _summarise(config, table, history, status, wall, extra)

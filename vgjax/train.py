@@ -179,7 +179,7 @@ class Engine:
         def body(_, inp):
             b_idx, b_mask = inp
             logits, _ = self.apply(state.params, state.batch_stats, state.hparams,
-                                   scale_pixels(x_u8[b_idx]), train=False)
+                                   scale_pixels(x_u8[b_idx]), train=False, mask=b_mask)
             w = b_mask.astype(jnp.float32)
             return None, (jnp.sum(w * cross_entropy(logits, y[b_idx])),
                           jnp.sum(w * (jnp.argmax(logits, -1) == y[b_idx])))
