@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import time
@@ -42,11 +43,32 @@ def sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def float_list(text: str) -> list[float]:
+def _list(kind: type, text: str) -> list:
+    values = [t.strip() for t in text.split(",")]
+    if not values or any(not v for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list")
     try:
-        return [float(t) for t in text.split(",") if t.strip()]
+        out = [kind(v) for v in values]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r}: every value must be {what}") from None
+    if kind is float and not all(math.isfinite(v) for v in out):
+        raise argparse.ArgumentTypeError(f"{text!r}: values must be finite")
+    if len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"{text!r} repeats a value")
+    return out
+
+
+def float_list(text: str) -> list[float]:
+    return _list(float, text)
+
+
+def int_list(text: str) -> list[int]:
+    return _list(int, text)
+
+
+def name_list(text: str) -> list[str]:
+    return _list(str, text)
 
 
 def load_data(data_dir: str | None, source: str):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import os
 import shutil
 import sys
@@ -30,47 +29,21 @@ SETTING_COLUMNS = ("method", *DISCRETE, "init_std", "lr", "beta")
 
 # ----------------------------------------------------------------------------- arguments
 
-def _list(kind: type, text: str) -> list:
-    values = [t.strip() for t in text.split(",")]
-    if not values or any(not v for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list")
-    try:
-        out = [kind(v) for v in values]
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"{text!r}: every value must be {what}") from None
-    if kind is float and not all(math.isfinite(v) for v in out):
-        raise argparse.ArgumentTypeError(f"{text!r}: values must be finite")
-    if len(set(out)) != len(out):
-        raise argparse.ArgumentTypeError(f"{text!r} repeats a value")
-    return out
-
-
-def float_list(text: str) -> list[float]:
-    return _list(float, text)
-
-
-def int_list(text: str) -> list[int]:
-    return _list(int, text)
-
-
-def name_list(text: str) -> list[str]:
-    return _list(str, text)
 
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.sweep", description=__doc__.split("\n\n")[1])
-    p.add_argument("--method", type=name_list, default=["baseline_7"],
+    p.add_argument("--method", type=cli.name_list, default=["baseline_7"],
                    help="method(s) to sweep, comma-separated (see experiments.run --list)")
     p.add_argument("--list", action="store_true", help="list the methods and exit")
-    p.add_argument("--init-std", type=float_list, default=None, help="kernel init stds, e.g. 0.05,1,10")
-    p.add_argument("--lr", type=float_list, default=None, help="learning rates")
-    p.add_argument("--beta", type=float_list, default=None, help="beta of sigmoid_beta / sigmoid_modgrad")
-    p.add_argument("--batch-size", type=int_list, default=None, help="batch sizes (one program each)")
-    p.add_argument("--depth", type=int_list, default=None, help="numbers of hidden layers (one program each)")
-    p.add_argument("--width", type=int_list, default=None, help="units per hidden layer (one program each)")
-    p.add_argument("--activation", type=name_list, default=None, help="hidden activations (one program each)")
-    p.add_argument("--optimizer", type=name_list, default=None, help="optimizers (one program each)")
+    p.add_argument("--init-std", type=cli.float_list, default=None, help="kernel init stds, e.g. 0.05,1,10")
+    p.add_argument("--lr", type=cli.float_list, default=None, help="learning rates")
+    p.add_argument("--beta", type=cli.float_list, default=None, help="beta of sigmoid_beta / sigmoid_modgrad")
+    p.add_argument("--batch-size", type=cli.int_list, default=None, help="batch sizes (one program each)")
+    p.add_argument("--depth", type=cli.int_list, default=None, help="numbers of hidden layers (one program each)")
+    p.add_argument("--width", type=cli.int_list, default=None, help="units per hidden layer (one program each)")
+    p.add_argument("--activation", type=cli.name_list, default=None, help="hidden activations (one program each)")
+    p.add_argument("--optimizer", type=cli.name_list, default=None, help="optimizers (one program each)")
     p.add_argument("--seeds", type=int, default=4, help="seeds 0 .. N-1 per setting")
     p.add_argument("--epochs", type=int, default=None, help="epochs [default: the method's, 300]")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
@@ -236,6 +209,8 @@ def plot_curves(path: Path, settings: list[dict], members: dict, curves, ylabel:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from vgjax.plots import save_figure
     import numpy as np
 
     varying = [k for k in SETTING_COLUMNS if len({s[k] for s in settings}) > 1]
@@ -257,13 +232,10 @@ def plot_curves(path: Path, settings: list[dict], members: dict, curves, ylabel:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        save_figure(fig, path, dpi=120)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
 
 
 def write_outputs(out: Path, results: list, run_info: dict) -> list[dict]:
