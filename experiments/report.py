@@ -1,8 +1,12 @@
-"""python -m experiments.report RUNS_DIR
+"""python -m experiments.report RUNS_DIR | SWEEP_DIR
 
 Writes ``RUNS_DIR/report.md`` and the comparison figures (``RUNS_DIR/figures/``) from the run
 directories under ``RUNS_DIR``: one table row per method, computed from its ``history.jsonl``,
 and one paragraph per method comparing it with ``baseline_7``, generated from the same numbers.
+When ``RUNS_DIR`` was written by ``experiments.suite``, the report also states the suite's wall
+time, the sum of its methods' wall times and the ratio of the two (the parallel speed-up).
+Given a sweep directory (``experiments.sweep``), it writes that sweep's multi-seed report
+instead (:mod:`experiments.sweep_report`).
 
 Table columns: status; epochs run; final and best validation accuracy; final training loss; the
 first epoch at which validation accuracy reached 0.8 (or "never"); the first-layer gradient norm
@@ -44,6 +48,7 @@ class Row:
     diverged_epoch: int | None = None
     hidden_layers_e1: int | None = None  # hidden layers present at epoch 1 (fewer in staged runs)
     depth: int | None = None
+    seed: int | None = None
 
     overrides: dict = dataclasses.field(default_factory=dict)  # config values that differ from the method's
 
@@ -113,7 +118,8 @@ def row_for(run_dir: str | Path, suite_entry: dict | None = None) -> Row:
                epoch_time_s=statistics.median(r["epoch_time_s"] for r in h) if h and all("epoch_time_s" in r for r in h) else None,
                diverged_epoch=run.summary.get("diverged_epoch"),
                hidden_layers_e1=sum(1 for k in e1 if k.startswith("grad_norm/hidden_")) if e1 else None,
-               depth=run.config.get("depth"), overrides=method_overrides(run.config))
+               depth=run.config.get("depth"), seed=run.config.get("seed"),
+               overrides=method_overrides(run.config))
 
 
 def _order_key(row: "Row"):
@@ -170,15 +176,53 @@ def table_markdown(rows: list[Row]) -> str:
     head = ("| method | status | epochs | final val acc | best val acc (epoch) | final train loss | "
             f"val acc ≥ {TARGET_ACCURACY} at epoch | ‖∇W₁‖ / ‖∇W_out‖ at epoch 1 | s/epoch (median) | wall time |")
     lines = [head, "|" + "---|" * 10]
+    methods = [r.method for r in rows]
     for r in rows:
+        label = r.method if methods.count(r.method) == 1 else f"{r.method} (seed {r.seed})"
         epochs = str(r.epochs_run)
         if r.epochs_planned and r.epochs_planned != r.epochs_run:
             epochs += f"/{r.epochs_planned}"
-        lines.append(f"| {r.method} | {r.status} | {epochs} | {fmt(r.final_val_accuracy)} | "
+        lines.append(f"| {label} | {r.status} | {epochs} | {fmt(r.final_val_accuracy)} | "
                      f"{fmt(r.best_val_accuracy)} ({r.best_epoch if r.best_epoch is not None else '–'}) | "
                      f"{fmt(r.final_loss)} | {reached_text(r)} | {fmt_ratio(r.grad_ratio_e1)} | "
                      f"{fmt(r.epoch_time_s, '.2f')} | {fmt_time(r.wall_time_s)} |")
     return "\n".join(lines)
+
+
+def _mean_std(values: list[float]) -> str:
+    v = [x for x in values if _finite(x)]
+    if not v:
+        return "–"
+    return f"{statistics.fmean(v):.3f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.3f}"
+
+
+def seed_groups(rows: list[Row]) -> list[list[Row]]:
+    """Runs of one method with the same settings and budget but different seeds (2 or more)."""
+    groups: dict[tuple, list[Row]] = {}
+    for r in rows:
+        key = (r.method, tuple(sorted((k, repr(v)) for k, v in r.overrides.items())), r.epochs_run)
+        groups.setdefault(key, []).append(r)
+    return [g for g in groups.values() if len({r.seed for r in g}) > 1]
+
+
+def seeds_markdown(rows: list[Row]) -> list[str]:
+    """Mean ± sample std over seeds for every group of seed repeats (nothing if there is none)."""
+    groups = seed_groups(rows)
+    if not groups:
+        return []
+    out = ["## Over seeds", "",
+           "Runs of the same method, settings and budget that differ only in the seed: mean ± sample std "
+           "(ddof 1) over the seeds.", "",
+           f"| method | epochs | seeds | final val acc | best val acc | final train loss | "
+           f"reached {TARGET_ACCURACY} (median epoch) |", "|" + "---|" * 7]
+    for g in groups:
+        reached = sorted(r.reached_epoch for r in g if r.reached_epoch is not None)
+        when = f" ({statistics.median(reached):g})" if reached else ""
+        seeds = ",".join(str(r.seed) for r in sorted(g, key=lambda r: (r.seed is None, r.seed or 0)))
+        out.append(f"| {g[0].method} | {g[0].epochs_run} | {seeds} | "
+                   f"{_mean_std([r.final_val_accuracy for r in g])} | {_mean_std([r.best_val_accuracy for r in g])} | "
+                   f"{_mean_std([r.final_loss for r in g])} | {len(reached)}/{len(g)}{when} |")
+    return out + [""]
 
 
 def _reach_phrase(row: Row) -> str:
@@ -289,15 +333,55 @@ def stages_markdown(rows: list[Row]) -> list[str]:
     return out
 
 
+def suite_timing(runs_dir: Path) -> str | None:
+    """The suite's wall time against the sum of its methods' (from suite.json), or None."""
+    from vgjax.runlog import read_json
+
+    try:
+        suite = read_json(runs_dir / "suite.json")
+    except (OSError, ValueError):
+        return None
+    ran = [m for m in suite.get("methods", {}).values() if m.get("action") != "skip" and m.get("wall_time_s")]
+    wall = suite.get("wall_time_s")
+    if not ran or not wall:
+        return None
+    total = sum(m["wall_time_s"] for m in ran)
+    mode = "one after another" if suite.get("sequential") else f"{suite.get('workers')} parallel workers"
+    text = (f"**Suite timing** (`suite.json`): {plural(len(ran), 'method')} run as {mode} "
+            f"({suite.get('threads_per_run')} thread each) took {fmt_time(wall)} of wall time; the methods' own "
+            f"wall times add up to {fmt_time(total)}")
+    if not suite.get("sequential"):
+        text += (f", so the workers ran them {total / wall:.2f}× faster than one after another would have "
+                 f"(if each method kept the speed it had beside the others)")
+    return text + f"; device: {suite_device(runs_dir)}."
+
+
+def suite_device(runs_dir: Path) -> str:
+    from vgjax.runlog import read_json
+    from vgjax.runtime import device_text
+
+    devices = set()
+    for p in sorted(runs_dir.iterdir()):
+        try:
+            devices.add(device_text(read_json(p / "summary.json").get("device")))
+        except (OSError, ValueError):
+            continue
+    return ", ".join(sorted(devices)) or "?"
+
+
 def render(rows: list[Row], figures: list[Path], runs_dir: Path) -> str:
     ref = next((r for r in rows if r.method == REFERENCE), None)
     out = ["# Vanishing gradients: results", "",
            f"Generated by `python -m experiments.report {runs_dir}` from the run histories in this "
            f"directory ({len(rows)} runs; {_setting_line(rows)}). Validation = the 10,000 test images.", "",
-           table_markdown(rows), "",
-           f"The gradient column is the mean L2 norm of the first hidden layer's kernel gradient over the "
-           f"steps of epoch 1, divided by the output layer's: the fraction of the gradient signal that "
-           f"reaches the input end of the network (small = vanishing).", ""]
+           table_markdown(rows), ""]
+    timing = suite_timing(runs_dir)
+    if timing:
+        out += [timing, ""]
+    out += [f"The gradient column is the mean L2 norm of the first hidden layer's kernel gradient over the "
+            f"steps of epoch 1, divided by the output layer's: the fraction of the gradient signal that "
+            f"reaches the input end of the network (small = vanishing).", ""]
+    out += seeds_markdown(rows)
     out += stages_markdown(rows)
     if figures:
         out += ["## Figures", ""] + [f"![{p.stem}]({p.relative_to(runs_dir).as_posix()})" for p in figures] + [""]
@@ -330,15 +414,21 @@ def write_report(runs_dir: str | Path, figures: bool = True) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.Parser(prog="python -m experiments.report", description=__doc__.split("\n\n")[1])
-    p.add_argument("runs_dir", metavar="RUNS_DIR", help="directory holding one run directory per method")
+    p.add_argument("runs_dir", metavar="RUNS_DIR",
+                   help="directory holding one run directory per method, or a sweep directory")
     p.add_argument("--no-figures", action="store_true", help="write the table and text only")
     args = p.parse_args(argv)
     runs_dir = Path(args.runs_dir)
     if not runs_dir.is_dir():
         cli.fail(f"{runs_dir}: no such directory")
+    from experiments.sweep_report import is_sweep_dir, write_sweep_report
+
     try:
-        path = write_report(runs_dir, figures=not args.no_figures)
-    except FileNotFoundError as e:
+        if is_sweep_dir(runs_dir):
+            path = write_sweep_report(runs_dir, figures=not args.no_figures)
+        else:
+            path = write_report(runs_dir, figures=not args.no_figures)
+    except (FileNotFoundError, ValueError) as e:
         cli.fail(str(e))
     print(path)
     return 0

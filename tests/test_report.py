@@ -100,3 +100,39 @@ def test_staged_runs_get_a_per_stage_table_from_the_history(tmp_path):
     assert "## Staged runs: freeze" in text
     assert "| 1 | 1 | – | 2 | 0.9000 | 0.6000 | 0.9000 | 0.6000 |" in text
     assert "| 2 | 1+2 | 1 | 4 | 0.7000 | 0.8000 | 0.7000 | 0.8000 |" in text
+
+
+def test_suite_timing_line_comes_from_suite_json(runs):
+    (runs / "suite.json").write_text(json.dumps({
+        "status": "finished", "workers": 2, "sequential": False, "threads_per_run": 1, "wall_time_s": 1500.0,
+        "methods": {"baseline_7": {"action": "run", "wall_time_s": 1200.0},
+                    "relu": {"action": "run", "wall_time_s": 1500.0},
+                    "weight_std_10": {"action": "skip", "wall_time_s": 99999.0}}}))
+    text = report.suite_timing(runs)
+    assert text.startswith("**Suite timing** (`suite.json`): 2 methods run as 2 parallel workers (1 thread each) "
+                           "took 25.0 min of wall time; the methods' own wall times add up to 45.0 min, so the "
+                           "workers ran them 1.80× faster")
+    report.write_report(runs, figures=False)
+    assert text in (runs / "report.md").read_text()
+    (runs / "suite.json").write_text(json.dumps({"workers": 1, "sequential": True, "threads_per_run": 1,
+                                                 "wall_time_s": 60.0,
+                                                 "methods": {"relu": {"action": "run", "wall_time_s": 59.0}}}))
+    assert "1 method run as one after another" in report.suite_timing(runs)
+    assert "faster" not in report.suite_timing(runs)
+
+
+def test_seed_repeats_get_mean_and_std(tmp_path):
+    for seed, (acc, loss, reach) in enumerate([(0.80, 0.50, [0.5, 0.8]), (0.84, 0.40, [0.5, 0.84]),
+                                               (0.10, 2.30, [0.1, 0.1])]):
+        d = write_run(tmp_path, f"freeze_{seed}", rows_of(reach, [2.0, loss], 0.1, 1.0), config={"seed": seed})
+        cfg = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps({**cfg, "method": "freeze"}))
+    write_run(tmp_path, "relu", rows_of([0.5, 0.9], [1.0, 0.3], 0.4, 1.0))  # one seed: no group
+    rows = report.collect(tmp_path)
+    assert [len(g) for g in report.seed_groups(rows)] == [1 + 1 + 1]
+    text = "\n".join(report.seeds_markdown(rows))
+    # mean and sample std of 0.80, 0.84, 0.10: 0.580 ± 0.416; two of three reached 0.8, both at epoch 2
+    assert "| freeze | 2 | 0,1,2 | 0.580 ± 0.416 | 0.580 ± 0.416 | 1.067 ± 1.069 | 2/3 (2) |" in text
+    assert "| relu |" not in text
+    table = report.table_markdown(rows)
+    assert "| freeze (seed 1) | finished |" in table and "| relu | finished |" in table

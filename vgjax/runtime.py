@@ -62,3 +62,12 @@ def device_description() -> dict:
     return {"platform": d.platform, "device_kind": d.device_kind, "device_count": jax.device_count(),
             "jax_version": jax.__version__,
             "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+
+
+def device_text(device: dict | str | None) -> str:
+    """A recorded ``device_description()`` in words, e.g. ``cpu (1 device, jax 0.10.2)``."""
+    if not isinstance(device, dict):
+        return str(device) if device else "?"
+    n = device.get("device_count")
+    count = f"{n} device{'s' if n != 1 else ''}, " if n else ""
+    return f"{device.get('device_kind', '?')} ({count}jax {device.get('jax_version', '?')})"
