@@ -124,6 +124,10 @@ def test_history_csv_is_enough(tmp_path, runs):
     run = plots.load_run(d)
     expected = read_history(runs / "freeze" / "history.jsonl")
     np.testing.assert_allclose(run.column("val_accuracy"), [r["val_accuracy"] for r in expected])
+    # counters come back as ints, as in history.jsonl (a staged report prints "stage 2", not "2.0")
+    for got, want in zip(run.history, expected):
+        assert [(type(got[k]), got[k]) for k in ("epoch", "stage", "stage_epoch")] == \
+               [(int, want[k]) for k in ("epoch", "stage", "stage_epoch")]
     p = plots.plot_curves(run)
     assert_png(p.path)
 

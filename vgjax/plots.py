@@ -114,9 +114,12 @@ def short_layer(name: str) -> str:
     return f"h{m.group(1)}" if m else ("out" if name == "output" else name)
 
 
+INT_COLUMNS = ("epoch", "stage", "stage_epoch")  # counters: ints in history.jsonl, so here too
+
+
 def _read_csv_history(path: Path) -> list[dict]:
     with open(path, newline="") as f:
-        return [{k: (_num(v) if k != "epoch" else int(float(v))) for k, v in row.items() if v != ""}
+        return [{k: (int(float(v)) if k in INT_COLUMNS else _num(v)) for k, v in row.items() if v != ""}
                 for row in csv.DictReader(f)]
 
 
