@@ -21,7 +21,6 @@ from pathlib import Path
 LEARNS_ACCURACY = 0.5
 LEARNS_FRACTION = 0.5
 PIVOT_AXES = ("batch_size", "depth", "width", "activation", "optimizer", "init_std", "lr", "beta")
-SETTING_COLUMNS = ("method", "depth", "width", "activation", "optimizer", "batch_size", "init_std", "lr", "beta")
 
 
 def is_sweep_dir(path: str | Path) -> bool:
@@ -56,8 +55,10 @@ def mean_std(d: dict | None, spec: str = ".3f") -> str:
     return f"{format(d['mean'], spec)} ± {format(d['std'], spec)}"
 
 
-def varying(settings: list[dict], columns=SETTING_COLUMNS) -> list[str]:
-    return [k for k in columns if len({repr(s.get(k)) for s in settings}) > 1]
+def swept_axes(config: dict) -> list[str]:
+    """The axes the sweep was asked to vary (given with several values); a method's own depth,
+    batch size, ... differ between methods but are not axes."""
+    return [k for k in PIVOT_AXES if len(config["sweep"].get(k) or ()) > 1]
 
 
 def verdict(s: dict) -> str:
@@ -88,9 +89,8 @@ def setting_label(s: dict, columns: list[str]) -> str:
 
 # ----------------------------------------------------------------------------- tables
 
-def settings_table(summary: dict) -> str:
+def settings_table(summary: dict, cols: list[str]) -> str:
     settings = summary["settings"]
-    cols = [c for c in varying(settings) if c != "method"]
     head = (["method"] + cols + ["seeds", "final val acc", "best val acc", "final train loss",
                                  "left the 0.10 plateau", "diverged", "verdict"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -103,17 +103,16 @@ def settings_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def pivot_axis(settings: list[dict]) -> str | None:
-    """The discrete axis to pivot on: the first of PIVOT_AXES with several values."""
-    return next((a for a in PIVOT_AXES if len({repr(s.get(a)) for s in settings}) > 1), None)
+def pivot_axis(config: dict) -> str | None:
+    """The axis to pivot on: the first swept axis of PIVOT_AXES."""
+    return next(iter(swept_axes(config)), None)
 
 
-def pivot(settings: list[dict], axis: str) -> tuple[list[str], list, dict]:
-    """Row labels (the setting without ``axis``), the axis values, and {(row, value): setting}."""
-    others = [c for c in varying(settings) if c != axis]
+def pivot(settings: list[dict], axis: str, others: list[str] = ()) -> tuple[list[str], list, dict]:
+    """Row labels (method and the ``others`` axes), the axis values, and {(row, value): setting}."""
     rows, values, cells = [], [], {}
     for s in settings:
-        row = setting_label(s, others) if others else s["method"]
+        row = setting_label(s, [c for c in others if c != axis])
         if row not in rows:
             rows.append(row)
         if s[axis] not in values:
@@ -126,8 +125,8 @@ def pivot(settings: list[dict], axis: str) -> tuple[list[str], list, dict]:
     return rows, values, cells
 
 
-def pivot_table(settings: list[dict], axis: str) -> str:
-    rows, values, cells = pivot(settings, axis)
+def pivot_table(settings: list[dict], axis: str, others: list[str] = ()) -> str:
+    rows, values, cells = pivot(settings, axis, others)
     head = ["setting"] + [f"{axis} {_value(v)}" for v in values]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -151,9 +150,9 @@ def _ranges(values: list, picked: list) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def axis_sentences(settings: list[dict], axis: str, epochs: int) -> list[str]:
+def axis_sentences(settings: list[dict], axis: str, epochs: int, others: list[str] = ()) -> list[str]:
     """Per row of the pivot: at which axis values it learns, partly learns, or stays at chance."""
-    rows, values, cells = pivot(settings, axis)
+    rows, values, cells = pivot(settings, axis, others)
     out = []
     for r in rows:
         have = [v for v in values if (r, v) in cells]
@@ -172,10 +171,10 @@ def axis_sentences(settings: list[dict], axis: str, epochs: int) -> list[str]:
 
 # ----------------------------------------------------------------------------- figure
 
-def plot_pivot(settings: list[dict], axis: str, path: Path) -> Path:
+def plot_pivot(settings: list[dict], axis: str, path: Path, others: list[str] = ()) -> Path:
     from vgjax.plots import _figure, _run_colors, save_figure
 
-    rows, values, cells = pivot(settings, axis)
+    rows, values, cells = pivot(settings, axis, others)
     numeric = all(isinstance(v, (int, float)) for v in values)
     fig, axes = _figure(1, 1, size=(8.0, 4.6))
     ax = axes[0, 0]
@@ -235,11 +234,11 @@ def render(path: Path, config: dict, summary: dict, figure: Path | None) -> str:
            f"*Verdict*: **learns** when at least {LEARNS_FRACTION:.0%} of the seeds left the plateau and the "
            f"mean final accuracy is ≥ {LEARNS_ACCURACY}, **chance** when no seed left it, **partly** "
            f"otherwise.", "",
-           settings_table(summary), ""]
-    axis = pivot_axis(settings)
+           settings_table(summary, swept_axes(config)), ""]
+    axis, others = pivot_axis(config), swept_axes(config)
     if axis is not None:
-        out += [f"## Final validation accuracy by {axis}", "", pivot_table(settings, axis), ""]
-        out += axis_sentences(settings, axis, epochs) + [""]
+        out += [f"## Final validation accuracy by {axis}", "", pivot_table(settings, axis, others), ""]
+        out += axis_sentences(settings, axis, epochs, others) + [""]
         if figure is not None:
             out += [f"![final validation accuracy vs {axis}]({figure.relative_to(path).as_posix()})", ""]
     for name in ("sweep_val_accuracy.png", "sweep_loss.png"):
@@ -254,10 +253,11 @@ def write_sweep_report(path: str | Path, figures: bool = True) -> Path:
 
     path = Path(path)
     config, summary = load_sweep(path)
-    axis = pivot_axis(summary["settings"])
+    axis = pivot_axis(config)
     figure = None
     if figures and axis is not None:
-        figure = plot_pivot(summary["settings"], axis, path / f"final_val_accuracy_vs_{axis}.png")
+        figure = plot_pivot(summary["settings"], axis, path / f"final_val_accuracy_vs_{axis}.png",
+                            swept_axes(config))
     report = path / "report.md"
     atomic_write_text(report, render(path, config, summary, figure) + "\n")
     return report
