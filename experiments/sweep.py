@@ -203,6 +203,15 @@ def label_of(setting: dict, varying: list[str]) -> str:
     return ", ".join(f"{k}={setting[k]}" for k in varying) or setting["method"]
 
 
+def legend_columns(settings: list[dict]) -> list[str]:
+    """The setting columns a legend needs: the method when there are several, and the axes that
+    vary within a method (a method's own depth or batch size tells nothing beside its name)."""
+    methods = {s["method"] for s in settings}
+    within = [k for k in SETTING_COLUMNS if k != "method"
+              and any(len({s[k] for s in settings if s["method"] == m}) > 1 for m in methods)]
+    return (["method"] if len(methods) > 1 else []) + within
+
+
 def plot_curves(path: Path, settings: list[dict], members: dict, curves, ylabel: str, title: str) -> None:
     """Mean curve per setting with a ±std band over seeds, saved atomically (matplotlib Agg)."""
     import matplotlib
@@ -213,24 +222,31 @@ def plot_curves(path: Path, settings: list[dict], members: dict, curves, ylabel:
     from vgjax.plots import save_figure
     import numpy as np
 
-    varying = [k for k in SETTING_COLUMNS if len({s[k] for s in settings}) > 1]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    colors = plt.get_cmap("viridis" if len(settings) > 10 else "tab10")
+    varying = legend_columns(settings)
+    fig, ax = plt.subplots(figsize=(10, 5) if len(settings) > 6 else (8, 5))
+    n = len(settings)
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "viridis")
+    colors = (lambda i: cmap(i % 10)) if n <= 10 else (lambda i: cmap(i % 20)) if n <= 20 else \
+        (lambda i: cmap(i / max(n - 1, 1)))
     epochs = np.arange(1, curves.shape[1] + 1)
     for i, s in enumerate(settings):
         rows = curves[members["setting"] == i]
         with warnings.catch_warnings():  # an epoch where every seed diverged: NaN, not a warning
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, std = np.nanmean(rows, 0), np.nanstd(rows, 0)
-        color = colors(i / max(len(settings) - 1, 1)) if len(settings) > 10 else colors(i % 10)
+        color = colors(i)
+        label = ", ".join(str(s[k]) if k == "method" else f"{k}={s[k]}" for k in varying) or s["method"]
         ax.plot(epochs, mean, marker="o" if len(epochs) < 15 else None, color=color,
-                label=f"{label_of(s, varying)} (n={len(rows)})")
+                label=f"{label} (n={len(rows)})")
         ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if len(settings) > 6:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     try:
         save_figure(fig, path, dpi=120)
@@ -254,11 +270,19 @@ def write_outputs(out: Path, results: list, run_info: dict) -> list[dict]:
                "std_definition": "sample std over seeds (ddof 1)", **run_info}
     atomic_write_json(out / "summary.json", summary)
     write_csv(out / "summary.csv", [flatten(s) for s in per_setting])
-    plot_curves(out / "sweep_val_accuracy.png", settings, members, history["val_accuracy"],
-                "validation accuracy", "validation accuracy: mean ± std over seeds")
-    plot_curves(out / "sweep_loss.png", settings, members, history["loss"],
-                "training loss", "training loss: mean ± std over seeds")
+    draw_curves(out, settings, members, history)
     return per_setting
+
+
+# file, metric, y label, title of the two curve figures of a sweep
+CURVE_FIGURES = (("sweep_val_accuracy.png", "val_accuracy", "validation accuracy",
+                  "validation accuracy: mean ± std over seeds"),
+                 ("sweep_loss.png", "loss", "training loss", "training loss: mean ± std over seeds"))
+
+
+def draw_curves(out: Path, settings: list[dict], members: dict, history: dict) -> None:
+    for name, metric, ylabel, title in CURVE_FIGURES:
+        plot_curves(out / name, settings, members, history[metric], ylabel, title)
 
 
 def print_table(per_setting: list[dict]) -> None:

@@ -8,7 +8,8 @@ several values of one discrete axis, such as ``--batch-size 32,64,128,256,512`` 
 of final validation accuracy over that axis, a sentence per method saying at which values it
 learns, and the figure ``final_val_accuracy_vs_<axis>.png``.
 
-Nothing is typed by hand: every number comes from ``summary.json``.
+Nothing is typed by hand: every number comes from ``summary.json``; the sweep's curve figures
+(``sweep_val_accuracy.png``, ``sweep_loss.png``) are redrawn from its ``metrics.csv``.
 """
 
 from __future__ import annotations
@@ -247,6 +248,28 @@ def render(path: Path, config: dict, summary: dict, figure: Path | None) -> str:
     return "\n".join(out)
 
 
+def read_metrics(path: Path) -> tuple[dict, dict]:
+    """Members ({"setting", "seed"} arrays) and histories (member × epoch) from metrics.csv."""
+    import csv
+
+    import numpy as np
+
+    from vgjax.sweep import METRICS
+
+    with open(path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    keys = sorted({(int(r["setting"]), int(r["seed"])) for r in rows})
+    index = {k: i for i, k in enumerate(keys)}
+    epochs = max(int(r["epoch"]) for r in rows)
+    history = {m: np.full((len(keys), epochs), np.nan) for m in METRICS}
+    for r in rows:
+        i, e = index[(int(r["setting"]), int(r["seed"]))], int(r["epoch"]) - 1
+        for m in METRICS:
+            history[m][i, e] = float(r[m])
+    members = {"setting": np.array([k[0] for k in keys]), "seed": np.array([k[1] for k in keys])}
+    return members, history
+
+
 def write_sweep_report(path: str | Path, figures: bool = True) -> Path:
     """Write ``path/report.md`` (and the pivot figure); returns the report's path."""
     from vgjax.runlog import atomic_write_text
@@ -258,6 +281,10 @@ def write_sweep_report(path: str | Path, figures: bool = True) -> Path:
     if figures and axis is not None:
         figure = plot_pivot(summary["settings"], axis, path / f"final_val_accuracy_vs_{axis}.png",
                             swept_axes(config))
+    if figures and (path / "metrics.csv").exists():  # the sweep's curves, redrawn from its files
+        from experiments.sweep import draw_curves
+
+        draw_curves(path, summary["settings"], *read_metrics(path))
     report = path / "report.md"
     atomic_write_text(report, render(path, config, summary, figure) + "\n")
     return report

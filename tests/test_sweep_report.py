@@ -109,3 +109,29 @@ def test_ranges_join_neighbours():
     assert sweep_report._ranges(values, [32, 64, 128]) == "32–128"
     assert sweep_report._ranges(values, [32, 128, 256]) == "32 and 128–256"
     assert sweep_report._ranges(values, [32, 128, 512]) == "32, 128 and 512"
+
+
+def test_metrics_csv_reads_back_into_members_and_histories(tmp_path):
+    lines = ["setting,method,seed,epoch,loss,accuracy,val_loss,val_accuracy"]
+    for setting, seed in ((0, 0), (0, 1), (1, 0)):
+        for epoch in (1, 2):
+            v = setting * 100 + seed * 10 + epoch
+            lines.append(f"{setting},m{setting},{seed},{epoch},{v},{v + 0.1},{v + 0.2},{v + 0.3}")
+    (tmp_path / "metrics.csv").write_text("\n".join(lines) + "\n")
+    members, history = sweep_report.read_metrics(tmp_path)
+    assert members["setting"].tolist() == [0, 0, 1] and members["seed"].tolist() == [0, 1, 0]
+    assert history["loss"].tolist() == [[1, 2], [11, 12], [101, 102]]
+    assert history["val_accuracy"][2].tolist() == pytest.approx([101.3, 102.3])
+
+
+def test_legends_name_the_method_and_the_axes_that_vary_within_one():
+    from experiments.sweep import legend_columns
+
+    base = {"depth": 7, "width": 128, "activation": "sigmoid", "optimizer": "sgd", "batch_size": 32,
+            "init_std": 0.05, "lr": 0.01, "beta": 0.05}
+    two_methods = [{**base, "method": "baseline_7"}, {**base, "method": "opt", "depth": 5, "batch_size": 512}]
+    assert legend_columns(two_methods) == ["method"]  # depth and batch size come with the method
+    grid = [{**base, "method": "relu", "batch_size": b} for b in (32, 512)] + [{**base, "method": "adam"}]
+    assert legend_columns(grid) == ["method", "batch_size"]
+    one = [{**base, "method": "baseline_7", "init_std": s} for s in (0.05, 1.0)]
+    assert legend_columns(one) == ["init_std"]
