@@ -49,6 +49,7 @@ class Row:
     hidden_layers_e1: int | None = None  # hidden layers present at epoch 1 (fewer in staged runs)
     depth: int | None = None
     seed: int | None = None
+    device: str = "?"  # the recorded device, in words
 
     overrides: dict = dataclasses.field(default_factory=dict)  # config values that differ from the method's
 
@@ -91,6 +92,7 @@ def row_for(run_dir: str | Path, suite_entry: dict | None = None) -> Row:
     """The report row of one run, computed from its history (summary only for status/wall time)."""
     from experiments.configs import METHODS
     from vgjax.plots import load_run
+    from vgjax.runtime import device_text
 
     run = load_run(run_dir)
     h = run.history
@@ -119,7 +121,7 @@ def row_for(run_dir: str | Path, suite_entry: dict | None = None) -> Row:
                diverged_epoch=run.summary.get("diverged_epoch"),
                hidden_layers_e1=sum(1 for k in e1 if k.startswith("grad_norm/hidden_")) if e1 else None,
                depth=run.config.get("depth"), seed=run.config.get("seed"),
-               overrides=method_overrides(run.config))
+               device=device_text(run.summary.get("device")), overrides=method_overrides(run.config))
 
 
 def _order_key(row: "Row"):
@@ -172,17 +174,25 @@ def reached_text(row: Row) -> str:
     return "never" if row.reached_epoch is None else str(row.reached_epoch)
 
 
+def run_label(row: Row, rows: list[Row]) -> str:
+    """The method, with the seed when ``rows`` hold several runs of that method."""
+    return row.method if sum(r.method == row.method for r in rows) == 1 else f"{row.method} (seed {row.seed})"
+
+
+def seed_order(seed) -> tuple:
+    """Sort key: integer seeds in order, anything else (a missing seed) after them."""
+    return (not isinstance(seed, int), seed if isinstance(seed, int) else 0)
+
+
 def table_markdown(rows: list[Row]) -> str:
     head = ("| method | status | epochs | final val acc | best val acc (epoch) | final train loss | "
             f"val acc ≥ {TARGET_ACCURACY} at epoch | ‖∇W₁‖ / ‖∇W_out‖ at epoch 1 | s/epoch (median) | wall time |")
     lines = [head, "|" + "---|" * 10]
-    methods = [r.method for r in rows]
     for r in rows:
-        label = r.method if methods.count(r.method) == 1 else f"{r.method} (seed {r.seed})"
         epochs = str(r.epochs_run)
         if r.epochs_planned and r.epochs_planned != r.epochs_run:
             epochs += f"/{r.epochs_planned}"
-        lines.append(f"| {label} | {r.status} | {epochs} | {fmt(r.final_val_accuracy)} | "
+        lines.append(f"| {run_label(r, rows)} | {r.status} | {epochs} | {fmt(r.final_val_accuracy)} | "
                      f"{fmt(r.best_val_accuracy)} ({r.best_epoch if r.best_epoch is not None else '–'}) | "
                      f"{fmt(r.final_loss)} | {reached_text(r)} | {fmt_ratio(r.grad_ratio_e1)} | "
                      f"{fmt(r.epoch_time_s, '.2f')} | {fmt_time(r.wall_time_s)} |")
@@ -190,10 +200,11 @@ def table_markdown(rows: list[Row]) -> str:
 
 
 def _mean_std(values: list[float]) -> str:
-    v = [x for x in values if _finite(x)]
-    if not v:
-        return "–"
-    return f"{statistics.fmean(v):.3f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.3f}"
+    """Mean ± sample std (ddof 1) of the finite values, as the sweep reports write it."""
+    from experiments.sweep_report import mean_std
+    from vgjax.sweep import describe
+
+    return mean_std(describe(values))
 
 
 def seed_groups(rows: list[Row]) -> list[list[Row]]:
@@ -218,7 +229,7 @@ def seeds_markdown(rows: list[Row]) -> list[str]:
     for g in groups:
         reached = sorted(r.reached_epoch for r in g if r.reached_epoch is not None)
         when = f" ({statistics.median(reached):g})" if reached else ""
-        seeds = ",".join(str(r.seed) for r in sorted(g, key=lambda r: (r.seed is None, r.seed or 0)))
+        seeds = ",".join(str(s) for s in sorted((r.seed for r in g), key=seed_order))
         out.append(f"| {g[0].method} | {g[0].epochs_run} | {seeds} | "
                    f"{_mean_std([r.final_val_accuracy for r in g])} | {_mean_std([r.best_val_accuracy for r in g])} | "
                    f"{_mean_std([r.final_loss for r in g])} | {len(reached)}/{len(g)}{when} |")
@@ -297,8 +308,7 @@ def _setting_line(rows: list[Row]) -> str:
         limit = c.get("train_limit") or "all 60000"
         seeds.setdefault(f"batch {c.get('batch_size')}, train_limit {limit}", set()).add(c.get("seed"))
     def listed(v: set) -> str:
-        ordered = sorted(v, key=lambda x: (not isinstance(x, int), x if isinstance(x, int) else 0))
-        return f"seed{'s' if len(v) > 1 else ''} " + ", ".join(str(x) for x in ordered)
+        return f"seed{'s' if len(v) > 1 else ''} " + ", ".join(str(x) for x in sorted(v, key=seed_order))
 
     return "; ".join(f"{k}, {listed(v)}" for k, v in sorted(seeds.items()))
 
@@ -322,13 +332,11 @@ def stage_rows(run_dir: Path) -> list[dict]:
 
 def stages_markdown(rows: list[Row]) -> list[str]:
     out = []
-    methods = [r.method for r in rows]
     for row in rows:
         stages = stage_rows(row.path)
         if not stages:
             continue
-        label = row.method if methods.count(row.method) == 1 else f"{row.method} (seed {row.seed})"
-        out += [f"## Staged runs: {label}", "",
+        out += [f"## Staged runs: {run_label(row, rows)}", "",
                 "| run | stacked sub-models | frozen | epochs (global) | loss | accuracy | val_loss | val_accuracy |",
                 "|---|---|---|---|---|---|---|---|"]
         for st in stages:
@@ -339,7 +347,7 @@ def stages_markdown(rows: list[Row]) -> list[str]:
     return out
 
 
-def suite_timing(runs_dir: Path) -> str | None:
+def suite_timing(runs_dir: Path, rows: list[Row]) -> str | None:
     """The suite's wall time against the sum of its methods' (from suite.json), or None."""
     from vgjax.runlog import read_json
 
@@ -359,20 +367,7 @@ def suite_timing(runs_dir: Path) -> str | None:
     if not suite.get("sequential"):
         text += (f", so the workers ran them {total / wall:.2f}× faster than one after another would have "
                  f"(if each method kept the speed it had beside the others)")
-    return text + f"; device: {suite_device(runs_dir)}."
-
-
-def suite_device(runs_dir: Path) -> str:
-    from vgjax.runlog import read_json
-    from vgjax.runtime import device_text
-
-    devices = set()
-    for p in sorted(runs_dir.iterdir()):
-        try:
-            devices.add(device_text(read_json(p / "summary.json").get("device")))
-        except (OSError, ValueError):
-            continue
-    return ", ".join(sorted(devices)) or "?"
+    return text + f"; device: {', '.join(sorted({r.device for r in rows})) or '?'}."
 
 
 def render(rows: list[Row], figures: list[Path], runs_dir: Path) -> str:
@@ -381,7 +376,7 @@ def render(rows: list[Row], figures: list[Path], runs_dir: Path) -> str:
            f"Generated by `python -m experiments.report {runs_dir}` from the run histories in this "
            f"directory ({plural(len(rows), 'run')}; {_setting_line(rows)}). Validation = the 10,000 test images.", "",
            table_markdown(rows), ""]
-    timing = suite_timing(runs_dir)
+    timing = suite_timing(runs_dir, rows)
     if timing:
         out += [timing, ""]
     out += [f"The gradient column is the mean L2 norm of the first hidden layer's kernel gradient over the "

@@ -132,17 +132,26 @@ def is_staged(method: str) -> bool:
     return METHODS[method].changes.get("stages") is not None
 
 
-def run_flags(method: str, args) -> list[str]:
-    """The experiments.run flags shared by the suite's runs, adapted to the method."""
-    flags = []
+def run_overrides(method: str, args) -> dict:
+    """The shared settings given to the suite, as one method's run receives them: ``--epochs E``
+    reaches a staged method as ``--epochs-scale E/300`` (unless ``--epochs-scale`` is given)."""
+    out = {}
     for dest in COMMON:
         value = getattr(args, dest)
         if value is None:
             continue
         if dest == "epochs" and is_staged(method):
             if args.epochs_scale is None:
-                flags += ["--epochs-scale", repr(value / PROTOCOL_EPOCHS)]
+                out["epochs_scale"] = value / PROTOCOL_EPOCHS
             continue
+        out[dest] = value
+    return out
+
+
+def run_flags(method: str, args) -> list[str]:
+    """The experiments.run flags shared by the suite's runs, adapted to the method."""
+    flags = []
+    for dest, value in run_overrides(method, args).items():
         flags += ["--" + dest.replace("_", "-"), str(value)]
     if args.no_diagnostics:
         flags.append("--no-diagnostics")
@@ -159,14 +168,11 @@ def estimated_cost(method: str, args) -> float:
     (input and output layers, data handling, evaluation).
     """
     from experiments.configs import get_config
+    from vgjax.config import Config
     from vgjax.runner import stage_table
 
-    overrides = {"batch_size": args.batch_size, "epochs_scale": args.epochs_scale}
-    if args.epochs is not None:  # as run_flags passes it
-        if not is_staged(method):
-            overrides["epochs"] = args.epochs
-        elif args.epochs_scale is None:
-            overrides["epochs_scale"] = args.epochs / PROTOCOL_EPOCHS
+    fields = {f.name for f in dataclasses.fields(Config)}
+    overrides = {k: v for k, v in run_overrides(method, args).items() if k in fields}
     try:
         table = stage_table(get_config(method, **overrides))
     except Exception:  # noqa: BLE001 - a bad config is reported by the run itself

@@ -219,22 +219,21 @@ def plot_curves(path: Path, settings: list[dict], members: dict, curves, ylabel:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vgjax.plots import save_figure
+    from vgjax.plots import _run_colors, save_figure
     import numpy as np
 
     varying = legend_columns(settings)
-    fig, ax = plt.subplots(figsize=(10, 5) if len(settings) > 6 else (8, 5))
     n = len(settings)
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "viridis")
-    colors = (lambda i: cmap(i % 10)) if n <= 10 else (lambda i: cmap(i % 20)) if n <= 20 else \
-        (lambda i: cmap(i / max(n - 1, 1)))
+    fig, ax = plt.subplots(figsize=(10, 5) if n > 6 else (8, 5))
+    # distinct colours while tab20 has enough, a gradient beyond
+    colors = _run_colors(n) if n <= 20 else [plt.get_cmap("viridis")(i / (n - 1)) for i in range(n)]
     epochs = np.arange(1, curves.shape[1] + 1)
     for i, s in enumerate(settings):
         rows = curves[members["setting"] == i]
         with warnings.catch_warnings():  # an epoch where every seed diverged: NaN, not a warning
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, std = np.nanmean(rows, 0), np.nanstd(rows, 0)
-        color = colors(i)
+        color = colors[i]
         label = ", ".join(str(s[k]) if k == "method" else f"{k}={s[k]}" for k in varying) or s["method"]
         ax.plot(epochs, mean, marker="o" if len(epochs) < 15 else None, color=color,
                 label=f"{label} (n={len(rows)})")
@@ -243,7 +242,7 @@ def plot_curves(path: Path, settings: list[dict], members: dict, curves, ylabel:
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    if len(settings) > 6:
+    if n > 6:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     else:
         ax.legend(fontsize=8)

@@ -207,7 +207,7 @@ def plot_pivot(settings: list[dict], axis: str, path: Path, others: list[str] = 
 def _command(config: dict) -> str:
     sw = config["sweep"]
     parts = ["python -m experiments.sweep", "--method " + ",".join(sw["methods"])]
-    for key in ("batch_size", "depth", "width", "activation", "optimizer", "init_std", "lr", "beta"):
+    for key in PIVOT_AXES:
         if sw.get(key):
             parts.append(f"--{key.replace('_', '-')} " + ",".join(_value(v) for v in sw[key]))
     parts.append(f"--seeds {len(sw['seeds'])}")

@@ -108,7 +108,7 @@ def test_suite_timing_line_comes_from_suite_json(runs):
         "methods": {"baseline_7": {"action": "run", "wall_time_s": 1200.0},
                     "relu": {"action": "run", "wall_time_s": 1500.0},
                     "weight_std_10": {"action": "skip", "wall_time_s": 99999.0}}}))
-    text = report.suite_timing(runs)
+    text = report.suite_timing(runs, report.collect(runs))
     assert text.startswith("**Suite timing** (`suite.json`): 2 methods run as 2 parallel workers (1 thread each) "
                            "took 25.0 min of wall time; the methods' own wall times add up to 45.0 min, so the "
                            "workers ran them 1.80× faster")
@@ -117,8 +117,8 @@ def test_suite_timing_line_comes_from_suite_json(runs):
     (runs / "suite.json").write_text(json.dumps({"workers": 1, "sequential": True, "threads_per_run": 1,
                                                  "wall_time_s": 60.0,
                                                  "methods": {"relu": {"action": "run", "wall_time_s": 59.0}}}))
-    assert "1 method run as one after another" in report.suite_timing(runs)
-    assert "faster" not in report.suite_timing(runs)
+    assert "1 method run as one after another" in report.suite_timing(runs, report.collect(runs))
+    assert "faster" not in report.suite_timing(runs, report.collect(runs))
 
 
 def test_seed_repeats_get_mean_and_std(tmp_path):
