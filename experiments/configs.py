@@ -1,6 +1,10 @@
 """One named config per method of the study (SPEC §3–§5, plus the toolbox remedies).
 
-Every remedy changes one thing of ``baseline_7`` and keeps the seed protocol otherwise.
+Every remedy changes one thing of ``baseline_7`` and keeps the seed protocol otherwise: a remedy
+changes the hidden layers only, the output layer keeps Keras' default initialisation.
+The optimizer exercise's network is PyTorch's (docs/study.md, "The optimizer exercise"): every
+``nn.Linear`` weight Normal(0, 0.05) drawn independently, the output layer's included, and
+PyTorch's default biases.
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ _METHODS = [
     Method("skip", "remedy 5: skip paths hidden 1 -> 3 and hidden 4 -> 7", {"skips": SPEC_SKIPS}),
     Method("freeze", "remedy 6: train some layers (staged 2-2-2-1 schedule with freezing)",
            {"stages": "default"}, "staged"),
-    Method("he_init", "toolbox remedy: ReLU with He-normal kernels", {"activation": "relu", "init": "he_normal"},
-           "toolbox"),
+    # a Keras initializer given by name is a new object per layer: independent draws
+    Method("he_init", "toolbox remedy: ReLU with He-normal kernels",
+           {"activation": "relu", "init": "he_normal", "init_draw": "independent"}, "toolbox"),
     Method("selu_lecun", "toolbox remedy: SELU with LeCun-normal kernels (self-normalising)",
-           {"activation": "selu", "init": "lecun_normal"}, "toolbox"),
+           {"activation": "selu", "init": "lecun_normal", "init_draw": "independent"}, "toolbox"),
     Method("sigmoid_beta", "new remedy: activation sigmoid(z) + beta*z (beta 0.05)",
            {"activation": "sigmoid_beta"}),
     Method("sigmoid_modgrad", "new remedy: sigmoid forward, sigma'(z) + beta backward (beta 0.05)",
@@ -47,7 +52,8 @@ _METHODS = [
 ]
 
 # SPEC §5, second part: the 5-hidden-layer sigmoid net, batch 512, lr 0.01, five optimizers.
-_OPT_NET = {"depth": 5, "batch_size": 512, "lr": 0.01}
+_OPT_NET = {"depth": 5, "batch_size": 512, "lr": 0.01, "init_draw": "independent", "output_init": "hidden",
+            "bias_init": "torch"}
 for _name, _opt, _desc in [("sgd", "sgd", "plain SGD"),
                            ("momentum", "scratch_momentum", "SGD + momentum (beta 0.5, SPEC §5 form)"),
                            ("rmsprop", "scratch_rmsprop", "RMSProp (gamma 0.9, eps 1e-6, SPEC §5 form)"),

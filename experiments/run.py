@@ -28,6 +28,11 @@ OVERRIDES = {
     "init": (str, "kernel initializer (random_normal, glorot_uniform, he_normal, ...)"),
     "init_std": (float, "std of random_normal / truncated_normal kernels"),
     "init_scale": (float, "scale / bound / constant of the other initializers"),
+    "init_draw": (str, "hidden kernels: shared (one draw repeated, the original Keras) or independent"),
+    "output_init": (str, "output layer's kernel initializer (glorot_uniform, Keras' default; "
+                         "'hidden': like the hidden layers)"),
+    "bias_init": (str, "biases: zeros (Keras) or torch (PyTorch's Uniform(+-1/sqrt(fan_in)))"),
+    "stage_output": (str, "staged training: fresh (a new output layer every stage, the original) or keep"),
     "norm": (str, "normalisation before each hidden Dense: none, batchnorm, standardize, standardize_feature"),
     "dropout": (float, "dropout rate after each hidden activation"),
     "l1": (float, "L1 kernel regularisation strength"),

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from experiments import cli
 
-DISCRETE = ("depth", "width", "activation", "optimizer", "batch_size")  # one program per combination
+# one program per combination
+DISCRETE = ("depth", "width", "activation", "optimizer", "batch_size", "init_draw", "output_init", "bias_init")
 SETTING_COLUMNS = ("method", *DISCRETE, "init_std", "lr", "beta")
 
 
@@ -44,6 +45,11 @@ def build_parser() -> cli.Parser:
     p.add_argument("--width", type=cli.int_list, default=None, help="units per hidden layer (one program each)")
     p.add_argument("--activation", type=cli.name_list, default=None, help="hidden activations (one program each)")
     p.add_argument("--optimizer", type=cli.name_list, default=None, help="optimizers (one program each)")
+    p.add_argument("--init-draw", type=cli.name_list, default=None,
+                   help="hidden kernels: shared (the original Keras), independent (one program each)")
+    p.add_argument("--output-init", type=cli.name_list, default=None,
+                   help="output layer initializers, e.g. glorot_uniform,hidden (one program each)")
+    p.add_argument("--bias-init", type=cli.name_list, default=None, help="biases: zeros, torch (one program each)")
     p.add_argument("--seeds", type=int, default=4, help="seeds 0 .. N-1 per setting")
     p.add_argument("--epochs", type=int, default=None, help="epochs [default: the method's, 300]")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
@@ -208,7 +214,7 @@ def legend_columns(settings: list[dict]) -> list[str]:
     vary within a method (a method's own depth or batch size tells nothing beside its name)."""
     methods = {s["method"] for s in settings}
     within = [k for k in SETTING_COLUMNS if k != "method"
-              and any(len({s[k] for s in settings if s["method"] == m}) > 1 for m in methods)]
+              and any(len({s.get(k) for s in settings if s["method"] == m}) > 1 for m in methods)]
     return (["method"] if len(methods) > 1 else []) + within
 
 

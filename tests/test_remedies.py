@@ -48,15 +48,15 @@ def test_remedies_beat_baseline_7_under_a_short_equal_budget(fashion_subset):
     """baseline_7 stays at chance while the fast remedies are clearly above it.
 
     Budget: the first 5,000 training images, 3 epochs, batch 32 (470 steps), SGD lr 0.01 unless
-    the method says otherwise; validation on the first 2,000 test images. Measured (seeds 0 and 1)
-    when this test was written — val accuracy after 3 epochs:
-    baseline_7 0.102 / 0.102; weight_std_1 0.480 / 0.456; batchnorm 0.689 / 0.717;
-    custom_norm 0.647 / 0.705. The other remedies need longer to separate under this budget
-    (tanh 0.18, adam 0.20, relu / skip / sigmoid_beta / sigmoid_modgrad still 0.10 at 3 epochs)
-    and are judged by the full 300-epoch runs instead.
+    the method says otherwise; validation on the first 2,000 test images. Measured (seed 0) on the
+    original's models (shared hidden draw, Glorot-uniform output layer), val accuracy after 3
+    epochs: baseline_7 0.102; weight_std_1 0.275; batchnorm 0.770; custom_norm 0.775. (On the
+    earlier models, with independent draws and a Normal(0, 0.05) output layer, weight_std_1 reached
+    0.48: its identical std-1 layers start slower.) The other remedies need longer to separate
+    under this budget and are judged by the full 300-epoch runs instead.
     Thresholds: chance is 0.10 (balanced classes); baseline_7 must stay below 0.15, each remedy
-    must exceed 0.35 — more than twice the baseline's ceiling and ~0.1 below the lowest remedy
-    measured, so a real regression (e.g. a broken normalisation) fails it.
+    must exceed 0.2 — well above the baseline's ceiling and below the lowest remedy measured, so
+    a real regression (e.g. a broken normalisation) fails it.
     """
     accs = {}
     for method in ("baseline_7", "weight_std_1", "batchnorm", "custom_norm"):
@@ -67,4 +67,4 @@ def test_remedies_beat_baseline_7_under_a_short_equal_budget(fashion_subset):
         accs[method] = result.history[-1]["val_accuracy"]
     assert accs["baseline_7"] < 0.15, accs
     for method in ("weight_std_1", "batchnorm", "custom_norm"):
-        assert accs[method] > 0.35, accs
+        assert accs[method] > 0.2, accs

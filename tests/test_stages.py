@@ -86,10 +86,12 @@ def _collect_states():
     return states, Hook(), engine_epochs
 
 
-@pytest.mark.parametrize("norm, optimizer", [("none", "momentum"), ("batchnorm", "adam")])
-def test_frozen_layers_stay_bit_identical_and_the_rest_move(tmp_path, norm, optimizer):
+@pytest.mark.parametrize("norm, optimizer, stage_output", [("none", "momentum", "fresh"),
+                                                          ("batchnorm", "adam", "fresh"),
+                                                          ("batchnorm", "adam", "keep")])
+def test_frozen_layers_stay_bit_identical_and_the_rest_move(tmp_path, norm, optimizer, stage_output):
     cfg = Config(stages="2-1 | 1:2 | 1+2:2:1 | 1+2:2", norm=norm, optimizer=optimizer, lr=0.05,
-                 batch_size=16, l2=1e-3, checkpoint_every=0)
+                 batch_size=16, l2=1e-3, checkpoint_every=0, stage_output=stage_output)
     states, hook, epochs = _collect_states()
     epochs.update({s.index: s.epochs for s in stage_table(cfg).stages})
     rd = RunDir(tmp_path / "run")
@@ -101,9 +103,25 @@ def test_frozen_layers_stay_bit_identical_and_the_rest_move(tmp_path, norm, opti
     p2_start, s2_start = by[("start", 2)]
     p2_end, s2_end = by[("end", 2)]
     p3_end, _ = by[("end", 3)]
-    # carry-over: stage 2 starts from stage 1's hidden layers and output layer
-    for name in ("hidden_1", "hidden_2", "output"):
+    # carry-over: stage 2 starts from stage 1's hidden layers (and BatchNorm statistics)
+    for name in ("hidden_1", "hidden_2") + (("norm_1", "norm_2") if norm == "batchnorm" else ()):
         jax.tree_util.tree_map(np.testing.assert_array_equal, p2_start[name], p1_end[name])
+        if norm == "batchnorm":
+            jax.tree_util.tree_map(np.testing.assert_array_equal, s2_start[name.replace("hidden", "norm")],
+                                   s1_end[name.replace("hidden", "norm")])
+    # the output layer: a new Keras Dense(10) every stage (Glorot-uniform kernel, zero bias), or kept
+    p3_start, _ = by[("start", 3)]
+    if stage_output == "keep":
+        jax.tree_util.tree_map(np.testing.assert_array_equal, p2_start["output"], p1_end["output"])
+        jax.tree_util.tree_map(np.testing.assert_array_equal, p3_start["output"], p2_end["output"])
+    else:
+        for start, end_before in ((p2_start, p1_end), (p3_start, p2_end)):
+            assert not np.array_equal(start["output"]["kernel"], end_before["output"]["kernel"])
+            assert np.all(start["output"]["bias"] == 0)
+            assert np.abs(start["output"]["kernel"]).max() <= np.sqrt(6 / (128 + 10))
+        # each stage draws its own output layer
+        assert not np.array_equal(p2_start["output"]["kernel"], p3_start["output"]["kernel"])
+        assert not np.array_equal(p2_start["output"]["kernel"], by[("start", 1)][0]["output"]["kernel"])
     # frozen during stage 2 (with L2 regularisation on): bit-for-bit unchanged
     for name in ("hidden_1", "hidden_2") + (("norm_1", "norm_2") if norm == "batchnorm" else ()):
         jax.tree_util.tree_map(np.testing.assert_array_equal, p2_end[name], p2_start[name])

@@ -226,7 +226,7 @@ def test_cli_writes_every_file(tmp_path):
     assert config["sweep"]["init_std"] == [0.05, 1.0] and config["configs"][0]["depth"] == 2
     assert config["configs"][0]["width"] == 16
     lines = (out / "metrics.csv").read_text().splitlines()
-    assert lines[0] == ("setting,method,depth,width,activation,optimizer,batch_size,init_std,lr,beta,"
+    assert lines[0] == ("setting,method,depth,width,activation,optimizer,batch_size,init_draw,output_init,bias_init,init_std,lr,beta,"
                         "seed,epoch,loss,accuracy,val_loss,val_accuracy")
     assert len(lines) == 1 + 2 * 2 * 2
     summary = json.loads((out / "summary.json").read_text())

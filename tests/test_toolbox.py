@@ -57,7 +57,11 @@ def test_user_defined_initializer_by_name_and_by_function():
     inits.register_initializer("halves", lambda std, scale: (lambda key, shape, dtype=jnp.float32: jnp.full(shape, 0.5, dtype)))
     params = init_variables(build_model(Config(init="halves", depth=1)), jax.random.PRNGKey(0))["params"]
     assert np.all(np.asarray(params["hidden_1"]["kernel"]) == 0.5)
-    model = build_model(Config(depth=1), kernel_init=lambda key, shape, dtype=jnp.float32: jnp.full(shape, -1.0, dtype))
+    minus_one = lambda key, shape, dtype=jnp.float32: jnp.full(shape, -1.0, dtype)  # noqa: E731
+    params = init_variables(build_model(Config(depth=1), kernel_init=minus_one), jax.random.PRNGKey(0))["params"]
+    assert np.all(np.asarray(params["hidden_1"]["kernel"]) == -1)
+    assert np.abs(np.asarray(params["output"]["kernel"])).max() <= np.sqrt(6 / (128 + 10))  # Keras' Glorot
+    model = build_model(Config(depth=1, output_init="hidden"), kernel_init=minus_one)
     assert np.all(np.asarray(init_variables(model, jax.random.PRNGKey(0))["params"]["output"]["kernel"]) == -1)
 
 

@@ -14,6 +14,18 @@ from typing import Any
 from vgjax import inits, layers
 
 NORMS = ("none", "batchnorm", "standardize", "standardize_feature")
+INIT_DRAWS = ("shared", "independent")
+BIAS_INITS = ("zeros", "torch")
+STAGE_OUTPUTS = ("fresh", "keep")
+# ``output_init`` names an initializer, or this value: "the hidden layers' initializer"
+OUTPUT_INIT_HIDDEN = "hidden"
+
+# Configs written before the fidelity fields existed describe the earlier models: output layer
+# initialised like the hidden ones, independent draws per layer, zero biases, the output layer
+# kept between stages, and optax's Adam. Reading such a config.json gives back those models.
+LEGACY_VALUES = {"output_init": OUTPUT_INIT_HIDDEN, "init_draw": "independent", "bias_init": "zeros",
+                 "stage_output": "keep"}
+LEGACY_OPTIMIZERS = {"adam": "adam_optax"}
 
 
 class ConfigError(ValueError):
@@ -31,6 +43,13 @@ class Config:
     init: str = "random_normal"
     init_std: float = 0.05
     init_scale: float = 1.0
+    # Keras' original: one initializer object for every hidden layer, whose unseeded draw repeats
+    # (docs/study.md "The models"); "independent" draws every layer with its own key
+    init_draw: str = "shared"
+    # the output Dense(10) keeps Keras' default Glorot-uniform kernel; "hidden" = like the hidden layers
+    output_init: str = "glorot_uniform"
+    # "zeros" (Keras) or "torch": PyTorch's nn.Linear default Uniform(+-1/sqrt(fan_in))
+    bias_init: str = "zeros"
     norm: str = "none"
     norm_eps: float = 1e-6  # Standardize
     bn_momentum: float = 0.99  # Keras defaults
@@ -58,6 +77,9 @@ class Config:
     # staged training ("freeze"): compact table string, see vgjax.stages
     stages: str | None = None
     epochs_scale: float = 1.0
+    # every stage builds a new model with a freshly initialised output layer (the original);
+    # "keep" carries the output layer over from stage to stage
+    stage_output: str = "fresh"
     # diagnostics (vgjax.diagnostics)
     diagnostics: bool = True
     checkpoint_every: int = 10  # epochs between in-run checkpoints (0: only at the end)
@@ -84,6 +106,10 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
         d = dict(d)
+        if "init_draw" not in d:  # written before the fidelity fields: the earlier models
+            d = {**LEGACY_VALUES, **d}
+            if d.get("optimizer") in LEGACY_OPTIMIZERS:
+                d["optimizer"] = LEGACY_OPTIMIZERS[d["optimizer"]]
         if "skips" in d:
             d["skips"] = tuple(tuple(int(i) for i in p) for p in d["skips"])
         return cls(**d)
@@ -113,6 +139,13 @@ def validate(c: Config) -> None:
     _check(c.init in inits.initializer_names(),
            f"unknown initializer {c.init!r}; choose from {', '.join(inits.initializer_names())}")
     _check(c.init_std > 0, f"init std must be > 0, got {c.init_std}")
+    _check(c.init_draw in INIT_DRAWS, f"unknown init draw {c.init_draw!r}; choose from {', '.join(INIT_DRAWS)}")
+    _check(c.output_init == OUTPUT_INIT_HIDDEN or c.output_init in inits.initializer_names(),
+           f"unknown output initializer {c.output_init!r}; choose from {OUTPUT_INIT_HIDDEN}, "
+           f"{', '.join(inits.initializer_names())}")
+    _check(c.bias_init in BIAS_INITS, f"unknown bias init {c.bias_init!r}; choose from {', '.join(BIAS_INITS)}")
+    _check(c.stage_output in STAGE_OUTPUTS,
+           f"unknown stage output policy {c.stage_output!r}; choose from {', '.join(STAGE_OUTPUTS)}")
     _check(c.norm in NORMS, f"unknown norm {c.norm!r}; choose from {', '.join(NORMS)}")
     validate_skips(c.skips, c.depth)
     _check(0.0 <= c.dropout < 1.0, f"dropout rate must be in [0, 1), got {c.dropout}")

@@ -56,6 +56,25 @@ def initializer_names() -> tuple[str, ...]:
     return tuple(_FACTORIES)
 
 
+def torch_bias(fan_in: int) -> Initializer:
+    """PyTorch's ``nn.Linear`` default bias: Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    return _random_uniform(1.0 / fan_in ** 0.5)
+
+
+def shared_draw(init: Initializer, key: jax.Array) -> Initializer:
+    """``init`` drawing from one fixed ``key`` whatever key it is given.
+
+    This is what one unseeded Keras initializer object passed to several layers does: every
+    call repeats the same draw, so equal shapes get equal kernels, and (JAX's counter-based
+    generator, like TensorFlow's) a larger kernel starts with the same values row by row.
+    """
+
+    def draw(_key, shape, dtype=jnp.float32):
+        return init(key, shape, dtype)
+
+    return draw
+
+
 def make_initializer(name: str, std: float = 0.05, scale: float = 1.0) -> Initializer:
     if name not in _FACTORIES:
         raise ValueError(f"unknown initializer {name!r}; choose from {', '.join(_FACTORIES)}")

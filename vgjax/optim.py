@@ -1,15 +1,22 @@
 """Optimizer registry over optax, and layer freezing through ``optax.partition``.
 
-Keras conventions are kept where the study relies on them: RMSProp and Adam use Keras' epsilon
-(1e-7) outside the square root. (Keras' Adam adds epsilon to sqrt(v) before bias correction,
-optax after; the two differ only by a rescaled epsilon, immaterial at 1e-7.)
+The study's optimizers follow Keras' formulas (docs/study.md, "Framework semantics"):
+
+- ``adam`` is Keras' Adam: epsilon is added to the square root of the *uncorrected* second
+  moment and both bias corrections are folded into the step size,
+  ``w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``. Optax's form (epsilon added
+  after the correction, as in PyTorch) is ``adam_optax``. With gradients near epsilon, as in a
+  vanishing network, the two differ: Keras' effective epsilon is ``eps / sqrt(1 - b2^t)``, about
+  30x larger at step 1 (docs/results.md, "Keras' Adam against optax's").
+- ``rmsprop`` is Keras' RMSprop: ``w -= lr * g / sqrt(v + eps)`` (epsilon inside the root).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from vgjax.config import Config, ConfigError
@@ -18,12 +25,39 @@ from vgjax.config import Config, ConfigError
 # scalar (sweeps pass it through optax.inject_hyperparams).
 Factory = Callable[[Config, "float | jax.Array"], optax.GradientTransformation]
 
+class KerasAdamState(NamedTuple):
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+def keras_adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7) -> optax.GradientTransformation:
+    """Keras' Adam, operation for operation (``keras.optimizers.Adam.update_step``, float32)."""
+
+    def init(params):
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        return KerasAdamState(jnp.zeros((), jnp.int32), zeros, jax.tree_util.tree_map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        del params
+        count = state.count + 1
+        t = count.astype(jnp.float32)
+        alpha = learning_rate * jnp.sqrt(1 - jnp.power(jnp.float32(b2), t)) / (1 - jnp.power(jnp.float32(b1), t))
+        mu = jax.tree_util.tree_map(lambda m, g: m + (g - m) * (1 - b1), state.mu, grads)
+        nu = jax.tree_util.tree_map(lambda v, g: v + (jnp.square(g) - v) * (1 - b2), state.nu, grads)
+        updates = jax.tree_util.tree_map(lambda m, v: -((m * alpha) / (jnp.sqrt(v) + eps)), mu, nu)
+        return updates, KerasAdamState(count, mu, nu)
+
+    return optax.GradientTransformation(init, update)
+
+
 _FACTORIES: dict[str, Factory] = {
     "sgd": lambda c, lr: optax.sgd(lr),
     "momentum": lambda c, lr: optax.sgd(lr, momentum=c.momentum),
     "nesterov": lambda c, lr: optax.sgd(lr, momentum=c.momentum, nesterov=True),
-    "rmsprop": lambda c, lr: optax.rmsprop(lr, decay=c.rho, eps=c.eps, eps_in_sqrt=False),
-    "adam": lambda c, lr: optax.adam(lr, b1=c.b1, b2=c.b2, eps=c.eps),
+    "rmsprop": lambda c, lr: optax.rmsprop(lr, decay=c.rho, eps=c.eps, eps_in_sqrt=True),
+    "adam": lambda c, lr: keras_adam(lr, b1=c.b1, b2=c.b2, eps=c.eps),
+    "adam_optax": lambda c, lr: optax.adam(lr, b1=c.b1, b2=c.b2, eps=c.eps),
     "adamw": lambda c, lr: optax.adamw(lr, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=c.weight_decay),
     "adopt": lambda c, lr: optax.contrib.adopt(lr, b1=c.b1, b2=c.b2, eps=max(c.eps, 1e-6)),
     "adagrad": lambda c, lr: optax.adagrad(lr, eps=c.eps),

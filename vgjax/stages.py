@@ -6,9 +6,9 @@ of them, and trains for some epochs. Trained weights carry over from stage to st
 name: sub-model k's layers are ``hidden_i`` for its slice of 1..depth (and ``norm_i`` for their
 BatchNorm layers), so a layer keeps its name in every stage.
 
-The output layer is **kept** between stages when its shape is unchanged (its input is always a
-hidden layer of the same width, so with equal widths it is always kept) and re-initialised
-otherwise. Every stage starts a fresh optimizer state.
+Every stage builds a new model, as the original does: the stacked sub-models (trained weights
+carried over) and a **new, freshly initialised output layer**, with a fresh optimizer state. The
+variant ``stage_output="keep"`` carries the output layer over too (when its shape is unchanged).
 
 Tables are given as a JSON file or as a compact string::
 
@@ -193,17 +193,20 @@ def load_table(spec: str | None) -> StageTable:
     return parse_compact(spec)
 
 
-def carry_over(fresh: dict, previous: dict | None) -> dict:
+OUTPUT_LAYER = "output"
+
+
+def carry_over(fresh: dict, previous: dict | None, keep_output: bool = True) -> dict:
     """``fresh`` variables with every entry of ``previous`` whose name and shapes match.
 
-    Works on a collection (params or batch_stats): hidden layers keep their trained weights, the
-    output layer is kept when its shape is unchanged and stays freshly initialised otherwise.
+    Works on a collection (params or batch_stats): hidden layers keep their trained weights; the
+    output layer is kept only with ``keep_output`` (and an unchanged shape).
     """
     if not previous:
         return fresh
     out = dict(fresh)
     for name, old in previous.items():
-        if name in fresh:
+        if name in fresh and (keep_output or name != OUTPUT_LAYER):
             same = jax.tree_util.tree_structure(old) == jax.tree_util.tree_structure(fresh[name]) and all(
                 a.shape == b.shape for a, b in zip(jax.tree_util.tree_leaves(old),
                                                    jax.tree_util.tree_leaves(fresh[name])))

@@ -46,7 +46,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from vgjax.config import Config, ConfigError
+from vgjax.config import OUTPUT_INIT_HIDDEN, Config, ConfigError
 from vgjax.models import INPUT_DIM, NUM_CLASSES, build_model, init_variables
 from vgjax.optim import make_base_optimizer
 from vgjax.train import DeviceData, Engine, TrainState, create_train_state, make_engine
@@ -135,9 +135,11 @@ def _base_optimizer(config: Config, learning_rate) -> optax.GradientTransformati
     return make_base_optimizer(config, learning_rate=learning_rate)
 
 
-def scale_kernels(params: dict, factor: jax.Array | float) -> dict:
-    """Multiply every Dense kernel by ``factor`` (biases and normalisation parameters unchanged)."""
-    return {name: {k: v * factor if k == "kernel" else v for k, v in layer.items()}
+def scale_kernels(params: dict, factor: jax.Array | float, output: bool = True) -> dict:
+    """Multiply every Dense kernel by ``factor`` (biases and normalisation parameters unchanged);
+    the output layer's only when ``output`` (it has its own initializer otherwise)."""
+    return {name: {k: v * factor if k == "kernel" and (output or name != "output") else v
+                   for k, v in layer.items()}
             for name, layer in params.items()}
 
 
@@ -170,7 +172,8 @@ class SweepProgram:
     def member_state(self, variables: dict, hp: dict[str, jax.Array]) -> TrainState:
         """The member's state from its std-1 variables: kernels times std, lr and beta set."""
         if self.config.init in STD_SCALED_INITS:
-            variables = {**variables, "params": scale_kernels(variables["params"], hp["init_std"])}
+            output = self.config.output_init == OUTPUT_INIT_HIDDEN
+            variables = {**variables, "params": scale_kernels(variables["params"], hp["init_std"], output)}
         tx = sweep_optimizer(self.config, hp["lr"])
         state = create_train_state(self.engine.model, tx, jax.random.PRNGKey(hp["seed"]), variables)
         return state.replace(hparams={**state.hparams, "beta": jnp.asarray(hp["beta"], jnp.float32)})
