@@ -146,12 +146,14 @@ def train_batches(model: keras.Model, x: np.ndarray, y: np.ndarray, batches) -> 
 @contextlib.contextmanager
 def floatx(dtype: str):
     """Build and train Keras models in ``dtype`` inside the block."""
-    old = keras.config.floatx()
+    old, old_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)  # layers take the global policy, cached once created
     try:
         yield
     finally:
         keras.config.set_floatx(old)
+        keras.config.set_dtype_policy(old_policy)
 
 
 def seed(value: int) -> None:
