@@ -167,6 +167,18 @@ def test_uncompressed_idx_names_accepted(fake, tmp_path):
     assert d.x_test.tobytes() == fake["test_images"][16:] and d.y_train.dtype == np.int32
 
 
+@pytest.mark.fast
+@pytest.mark.parametrize("compress", [True, False])
+def test_loaded_arrays_are_the_files_payloads(fake, tmp_path, compress):
+    """Every image row and every label is the file's own, in the file's order."""
+    d = data.load(write_files(tmp_path / "d", fake, compress=compress))
+    for split, n in (("train", 6), ("test", 4)):
+        images = np.frombuffer(fake[f"{split}_images"][16:], np.uint8).reshape(n, 784)
+        labels = np.frombuffer(fake[f"{split}_labels"][8:], np.uint8).astype(np.int32)
+        np.testing.assert_array_equal(getattr(d, f"x_{split}"), images)
+        np.testing.assert_array_equal(getattr(d, f"y_{split}"), labels)
+
+
 def test_search_order(fake, monkeypatch, tmp_path):
     arg, env, debian, cache = (write_files(p, fake) for p in
                                (tmp_path / "arg", tmp_path / "env", tmp_path / "debian", cache_dir(tmp_path)))
