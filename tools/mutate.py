@@ -128,7 +128,9 @@ def run_pytest(tree: Path, tests: tuple[str, ...], timeout: float) -> tuple[int 
                               timeout=timeout)
     except subprocess.TimeoutExpired:
         return None, "", time.perf_counter() - t0
-    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    failed = [ln.split(" - ")[0] for ln in lines if ln.startswith(("FAILED ", "ERROR "))]
+    tail = "\n".join(failed[:1] + lines[-3:])
     return proc.returncode, tail, time.perf_counter() - t0
 
 
@@ -156,10 +158,11 @@ def mutate_and_test(m: Mutant, tree: Path, timeout: float) -> Outcome:
         path.write_text(original_text)
     if rc is None:
         return Outcome(m, "killed", f"timeout after {m.timeout or timeout:.0f} s", seconds)
+    first = tail.splitlines()[0] if tail.startswith(("FAILED ", "ERROR ")) else ""
     if rc == 1:
-        return Outcome(m, "killed", "tests failed", seconds)
+        return Outcome(m, "killed", first or "tests failed", seconds)
     if rc == 2:
-        return Outcome(m, "killed", "tests could not import or collect the mutated code", seconds)
+        return Outcome(m, "killed", f"tests could not import or collect the mutated code {first}".strip(), seconds)
     if rc == 0:
         return Outcome(m, "survived", tail.splitlines()[-1] if tail else "", seconds)
     return Outcome(m, "invalid", f"pytest exit status {rc}: {tail}", seconds)
