@@ -2,7 +2,8 @@
 
 Every test runs isolated (no VGJAX_DATA_DIR, a temporary cache, no Debian dir, a mirror URL on a
 closed localhost port), so nothing touches the network or the user's cache. Real data come from
-the shared copy; damaged files are tiny synthetic datasets that the checks are pointed at.
+the directory tests/conftest.py finds (as the library finds it; skipped without it, failed in CI);
+damaged files are tiny synthetic datasets that the checks are pointed at.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import fashion_mnist_dir_or_skip
 from vgjax import data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared/data/fashion_mnist"
 REAL_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 FIX_HINTS = ("apt-get install dataset-fashion-mnist", "--data-dir DIR", "VGJAX_DATA_DIR")
 
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"no shared Fashion-MNIST at {SHARED}")
 needs_debian = pytest.mark.skipif(not REAL_DEBIAN.is_dir(),
                                   reason="Debian's dataset-fashion-mnist is not installed")
 
@@ -105,11 +105,23 @@ def assert_one_clear_line(message: str, *fragments: str) -> None:
 # The real files
 
 
+def real_files(directory: Path) -> dict[str, Path]:
+    """The four files of the real data set, by their official .gz names (gzipped or not)."""
+    out = {}
+    for name in data.FILES.values():
+        path = directory / name
+        out[name] = path if path.exists() else directory / name.removesuffix(".gz")
+    return out
+
+
+def gz_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    return raw if raw[:2] == b"\x1f\x8b" else gz(raw)
+
+
 @pytest.fixture(scope="module")
-def real() -> data.FashionMNIST:
-    if not SHARED.is_dir():
-        pytest.skip(f"no shared Fashion-MNIST at {SHARED}")
-    return data.load(SHARED)
+def real(fashion_mnist_dir) -> data.FashionMNIST:
+    return data.load(fashion_mnist_dir)
 
 
 def test_real_files_verified_and_loaded(real):
@@ -120,20 +132,19 @@ def test_real_files_verified_and_loaded(real):
     assert np.bincount(real.y_test).tolist() == [1000] * 10
     assert real.y_train[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
     assert real.y_test[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
-    assert real.source == str(SHARED)
+    assert Path(real.source).is_dir()
     assert len(data.CLASS_NAMES) == 10 and data.CLASS_NAMES[9] == "Ankle boot"
     assert not real.x_train.flags.writeable and not real.y_train.flags.writeable
 
 
-@needs_shared
-def test_real_files_found_by_env_and_in_the_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("VGJAX_DATA_DIR", str(SHARED))
-    assert data.find_data_dir() == SHARED
+def test_real_files_found_by_env_and_in_the_cache(fashion_mnist_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("VGJAX_DATA_DIR", str(fashion_mnist_dir))
+    assert data.find_data_dir() == fashion_mnist_dir
     monkeypatch.delenv("VGJAX_DATA_DIR")
     cache = cache_dir(tmp_path)
     cache.mkdir(parents=True)
-    for name in data.FILES.values():
-        (cache / name).symlink_to(SHARED / name)
+    for name, path in real_files(fashion_mnist_dir).items():
+        (cache / path.name).symlink_to(path)
     assert data.find_data_dir(download=False) == cache
 
 
@@ -154,6 +165,18 @@ def test_uncompressed_idx_names_accepted(fake, tmp_path):
     d = data.load(write_files(tmp_path / "raw", fake, compress=False))
     assert d.x_train.shape == (6, 784) and d.y_test.shape == (4,)
     assert d.x_test.tobytes() == fake["test_images"][16:] and d.y_train.dtype == np.int32
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("compress", [True, False])
+def test_loaded_arrays_are_the_files_payloads(fake, tmp_path, compress):
+    """Every image row and every label is the file's own, in the file's order."""
+    d = data.load(write_files(tmp_path / "d", fake, compress=compress))
+    for split, n in (("train", 6), ("test", 4)):
+        images = np.frombuffer(fake[f"{split}_images"][16:], np.uint8).reshape(n, 784)
+        labels = np.frombuffer(fake[f"{split}_labels"][8:], np.uint8).astype(np.int32)
+        np.testing.assert_array_equal(getattr(d, f"x_{split}"), images)
+        np.testing.assert_array_equal(getattr(d, f"y_{split}"), labels)
 
 
 def test_search_order(fake, monkeypatch, tmp_path):
@@ -301,9 +324,8 @@ def mirror(monkeypatch):
     thread.join()
 
 
-@needs_shared
-def test_download_lands_verified_in_the_cache(mirror, tmp_path):
-    mirror.files = {name: (SHARED / name).read_bytes() for name in data.FILES.values()}
+def test_download_lands_verified_in_the_cache(fashion_mnist_dir, mirror, tmp_path):
+    mirror.files = {name: gz_bytes(path) for name, path in real_files(fashion_mnist_dir).items()}
     d = data.load()
     cache = cache_dir(tmp_path)
     assert d.source == str(cache) and d.y_train[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
@@ -403,13 +425,12 @@ def pairs(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def via_tfds(tmp_path_factory) -> tuple[data.FashionMNIST, str]:
-    """Built once per module (~15 s) from the shared files into a temporary tfds dir; with its stdout."""
+def via_tfds(tmp_path_factory, pytestconfig) -> tuple[data.FashionMNIST, str]:
+    """Built once per module (~15 s) from the official files into a temporary tfds dir; with its stdout."""
     pytest.importorskip("tensorflow_datasets")
-    if not SHARED.is_dir():
-        pytest.skip(f"no shared Fashion-MNIST at {SHARED}")
+    official = fashion_mnist_dir_or_skip(pytestconfig, for_tfds=True)
     with contextlib.redirect_stdout(io.StringIO()) as out:
-        dataset = data.load_tfds(SHARED, tmp_path_factory.mktemp("tfds"))
+        dataset = data.load_tfds(official, tmp_path_factory.mktemp("tfds"))
     return dataset, out.getvalue()
 
 

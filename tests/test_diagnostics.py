@@ -120,6 +120,14 @@ def test_saturation_on_a_hand_made_probe(activation):
     assert float(sat["hidden_1"]) == pytest.approx(HAND_EXPECTED[activation])
 
 
+@pytest.mark.fast
+def test_saturation_thresholds_are_ten_percent_of_the_maximum_derivative():
+    """Documented boundaries: sigmoid |z| > 3.64 (sigmoid'(z) < 0.1 * 0.25), tanh |z| > 1.82."""
+    z = jnp.array([[3.5, 3.8, -3.5, -3.8, 0.0, 2.0, 1.7, 1.9, -1.7, -1.9]])
+    assert float(D.saturation_fraction("sigmoid", z)) == pytest.approx(2 / 10)
+    assert float(D.saturation_fraction("tanh", z)) == pytest.approx(7 / 10)
+
+
 def test_saturation_with_batchnorm_and_skips_reads_the_dense_outputs():
     cfg = Config(depth=3, width=6, norm="batchnorm", skips=((1, 3),), activation="tanh")
     model, tx = build_model(cfg), make_optimizer(cfg)

@@ -36,10 +36,10 @@ def test_freeze_method_first_stage_trains_a_step():
 
 
 @pytest.fixture(scope="module")
-def fashion_subset():
+def fashion_subset(fashion_mnist_dir):
     from vgjax.data import load
 
-    d = load()
+    d = load(fashion_mnist_dir)
     return DeviceData.from_numpy(d.x_train, d.y_train, d.x_test[:2000], d.y_test[:2000], train_limit=5000)
 
 

@@ -12,10 +12,12 @@ import pytest
 from experiments import suite
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = ROOT.parent / "shared" / "data" / "fashion_mnist"
-# every run tiny: 1 epoch of 256 images through a 1-hidden-layer net of 8 units
-TINY = ["--epochs", "1", "--train-limit", "256", "--data-dir", str(DATA_DIR), "--poll", "0.2", "--no-diagnostics",
-        "--", "--depth", "1", "--width", "8", "--no-best-checkpoint"]
+
+
+def tiny(data_dir: Path) -> list[str]:
+    """Every run tiny: 1 epoch of 256 images through a 1-hidden-layer net of 8 units."""
+    return ["--epochs", "1", "--train-limit", "256", "--data-dir", str(data_dir), "--poll", "0.2",
+            "--no-diagnostics", "--", "--depth", "1", "--width", "8", "--no-best-checkpoint"]
 
 
 def run_suite(*args, timeout=240):
@@ -24,12 +26,12 @@ def run_suite(*args, timeout=240):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"no Fashion-MNIST at {DATA_DIR}")
-def test_two_workers_a_failing_method_and_resume(tmp_path):
+def test_two_workers_a_failing_method_and_resume(tmp_path, fashion_mnist_dir):
+    tiny_args = tiny(fashion_mnist_dir)
     runs = tmp_path / "runs"
     # relu is given an invalid override on purpose: its run exits 2 before training
     first = run_suite("--methods", "baseline_3,relu", "--workers", "2", "--runs-dir", str(runs),
-                      "--method-args", "relu=--activation nope", *TINY)
+                      "--method-args", "relu=--activation nope", *tiny_args)
     assert first.returncode == 1, first.stderr
     record = json.loads((runs / "suite.json").read_text())
     assert record["workers"] == 2 and record["status"] == "finished"
@@ -44,12 +46,12 @@ def test_two_workers_a_failing_method_and_resume(tmp_path):
 
     # without --resume, existing runs are not touched
     with pytest.raises(SystemExit) as e:
-        suite.main(["--methods", "baseline_3,relu", "--runs-dir", str(runs), *TINY])
+        suite.main(["--methods", "baseline_3,relu", "--runs-dir", str(runs), *tiny_args])
     assert e.value.code == 2
     assert (runs / "baseline_3" / "history.jsonl").read_text() == b3_history
 
     # --resume skips the finished method and runs the failed one again (now without the bad flag)
-    second = run_suite("--methods", "baseline_3,relu", "--workers", "2", "--runs-dir", str(runs), "--resume", *TINY)
+    second = run_suite("--methods", "baseline_3,relu", "--workers", "2", "--runs-dir", str(runs), "--resume", *tiny_args)
     assert second.returncode == 0, second.stderr
     record = json.loads((runs / "suite.json").read_text())
     assert record["methods"]["baseline_3"]["action"] == "skip"

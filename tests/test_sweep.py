@@ -28,7 +28,6 @@ from vgjax.optim import make_optimizer
 from vgjax.train import DeviceData, create_train_state, fit, make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("VGJAX_DATA_DIR", ROOT.parent / "shared" / "data" / "fashion_mnist"))
 N_TRAIN, N_VAL, EPOCHS = 256, 200, 2
 # sigmoid_beta so that beta matters. lr 1000 diverges (NaN) at once: a result like any other.
 # (No member of std 10: its loss of several hundred is chaotic, and the last-bit differences of
@@ -211,12 +210,11 @@ def sweep_cli(*args, timeout=300):
                           text=True, timeout=timeout)
 
 
-@pytest.mark.skipif(not DATA_DIR.exists(), reason="Fashion-MNIST not found")
-def test_cli_writes_every_file(tmp_path):
+def test_cli_writes_every_file(tmp_path, fashion_mnist_dir):
     out = tmp_path / "sw"
     proc = sweep_cli("--method", "baseline_3", "--depth", "2", "--width", "16", "--init-std", "0.05,1",
                      "--seeds", "2", "--epochs", "2", "--train-limit", "512", "--workers", "0",
-                     "--data-dir", str(DATA_DIR), "--out", str(out))
+                     "--data-dir", str(fashion_mnist_dir), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "2 settings x 2 seeds" in proc.stdout
     files = {p.name for p in out.iterdir()}
@@ -241,7 +239,7 @@ def test_cli_writes_every_file(tmp_path):
     for png in ("sweep_val_accuracy.png", "sweep_loss.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = sweep_cli("--method", "baseline_3", "--seeds", "1", "--epochs", "1", "--train-limit", "64",
-                      "--data-dir", str(DATA_DIR), "--out", str(out))
+                      "--data-dir", str(fashion_mnist_dir), "--out", str(out))
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
 

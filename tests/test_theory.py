@@ -174,13 +174,10 @@ def test_sigmoid_fixed_point_and_critical_std():
 
 
 @pytest.fixture(scope="module")
-def fashion():
+def fashion(fashion_mnist_dir):
     from vgjax import data
 
-    try:
-        return data.load()
-    except Exception as e:  # noqa: BLE001 - no data here: nothing to measure against
-        pytest.skip(f"Fashion-MNIST not available: {e}")
+    return data.load(fashion_mnist_dir)
 
 
 def test_baseline_7_prediction_matches_a_measurement(fashion):
@@ -234,17 +231,18 @@ def test_measurement_is_the_engines_first_step_gradient_norm():
 
 def _tiny_arrays(n: int = 500):
     """The first ``n`` Fashion-MNIST training and test images (random pixels where there is no data)."""
+    from tests.conftest import find_fashion_mnist
     from vgjax import data, sweep
 
-    try:
-        d = data.load()
+    found, _ = find_fashion_mnist()
+    if found is not None:
+        d = data.load(found)
         return sweep.Arrays(np.asarray(d.x_train[:n]), np.asarray(d.y_train[:n]),
                             np.asarray(d.x_test[:n]), np.asarray(d.y_test[:n]))
-    except Exception:  # noqa: BLE001 - no data here: the plumbing is tested on noise
-        rng = np.random.default_rng(0)
-        x = rng.integers(0, 256, (2 * n, 784), dtype=np.uint8)
-        y = rng.integers(0, 10, 2 * n).astype(np.int32)
-        return sweep.Arrays(x[:n], y[:n], x[n:], y[n:])
+    rng = np.random.default_rng(0)  # no data here: the plumbing is tested on noise
+    x = rng.integers(0, 256, (2 * n, 784), dtype=np.uint8)
+    y = rng.integers(0, 10, 2 * n).astype(np.int32)
+    return sweep.Arrays(x[:n], y[:n], x[n:], y[n:])
 
 
 def test_trainability_tiny_run_rows_table_and_figure(tmp_path):
