@@ -3,7 +3,8 @@
 The engine trains with ``vgjax.optim.make_optimizer(config)``; this module checks what that
 transformation does, in float64, over three steps at gradients from 1e-2 down to 1e-8 and 0 --
 the vanishing regime where the placement of epsilon decides the step (epsilon 1e-7 outside
-``sqrt(v)`` versus inside it changes a step at g = 1e-6 about 300x).
+``sqrt(v)`` versus inside it changes a step at g = 1e-6 about 300x; Keras puts it inside for
+RMSprop, and for Adam adds it before the bias correction, docs/study.md §3).
 
 ``REFERENCE`` holds one plain-numpy update rule per registry name. A new registry entry needs one
 line here (the test that every name has a reference fails until it is added); a changed entry
@@ -64,9 +65,9 @@ def ref_nesterov(s, w, g, t, c):
     return s, w - c.lr * (g + c.momentum * s["m"])
 
 
-def ref_rmsprop_eps_outside(s, w, g, t, c):  # the registry's documented placement: eps outside the root
+def ref_rmsprop_keras(s, w, g, t, c):  # Keras (2 and 3): eps inside the root, lr g / sqrt(v + eps)
     v = _ema(s, "v", c.rho, g * g)
-    return s, w - c.lr * g / (np.sqrt(v) + c.eps)
+    return s, w - c.lr * g / np.sqrt(v + c.eps)
 
 
 def ref_adam_optax(s, w, g, t, c):  # optax.adam: bias-corrected moments, eps after the correction
@@ -133,8 +134,9 @@ REFERENCE = {
     "sgd": ref_sgd,
     "momentum": ref_momentum,
     "nesterov": ref_nesterov,
-    "rmsprop": ref_rmsprop_eps_outside,
-    "adam": ref_adam_optax,  # TODO(fidelity issue): ref_adam_keras once 'adam' is Keras' form
+    "rmsprop": ref_rmsprop_keras,
+    "adam": ref_adam_keras,
+    "adam_optax": ref_adam_optax,
     "adamw": ref_adamw,
     "adopt": ref_adopt,
     "adagrad": ref_adagrad,
@@ -212,12 +214,12 @@ def test_frozen_layers_get_exactly_zero_and_the_rest_the_formula(name):
                                rtol=1e-7, atol=1e-18)
 
 
-def test_rmsprop_step_at_a_vanishing_gradient_is_not_shrunk_by_eps():
-    """The scale the issue is about: at g = 1e-6 the first RMSProp step is lr / sqrt(1 - rho)."""
+def test_rmsprop_step_at_a_vanishing_gradient_is_keras_step():
+    """The scale that matters here: at g = 1.5e-6 Keras' RMSprop (eps inside the root) takes a step
+    of lr g / sqrt(0.1 g^2 + 1e-7), about 0.005 lr -- not lr / sqrt(1 - rho) as with eps outside."""
     config = CONFIG.replace(optimizer="rmsprop")
     step = registry_trajectory("rmsprop", config)[0]["b"]["kernel"] - W0
-    # element 1 has g = 1.5e-6 at step 1: v = 0.1 g^2, so the step is lr g / (sqrt(0.1) |g| + 1e-7)
     g = grads(1)[1]
-    expected = -LR * g / (np.sqrt(1 - config.rho) * abs(g) + config.eps)
+    expected = -LR * g / np.sqrt((1 - config.rho) * g * g + config.eps)
     np.testing.assert_allclose(step[1], expected, rtol=1e-9)
-    assert abs(step[1]) > 0.5 * LR / np.sqrt(1 - config.rho)  # eps inside the root: ~0.002 of this
+    assert abs(step[1]) < 0.01 * LR / np.sqrt(1 - config.rho)  # eps outside the root: ~200x larger

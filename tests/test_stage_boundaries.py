@@ -6,9 +6,10 @@ from its initial one. ``vgjax.runner.setup_stage`` then builds stage 2 (one more
 first frozen) and stage 3 (all trainable) from it, and each variable is checked: carried over bit
 for bit, or freshly initialised, and the optimizer state fresh.
 
-The output layer's policy is a parameter of these tests (``OUTPUT_POLICIES``): ``kept`` (carried
-from the previous stage, the current default) or, once the config offers it, ``fresh`` (drawn anew
-for every stage). Only the assertions in ``check_output_layer`` depend on it.
+The output layer's policy is a parameter of these tests (``OUTPUT_POLICIES``): ``fresh`` (drawn
+anew for every stage, the original's new model per run and the default) or ``kept`` (carried from
+the previous stage, ``stage_output="keep"``). Only the assertions in ``check_output_layer`` depend
+on it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ pytestmark = pytest.mark.fast
 BASE = Config(stages="2-1 | 1:1 | 1+2:1:1 | 1+2:1", norm="batchnorm", optimizer="adam", lr=0.05,
               width=16, batch_size=16, checkpoint_every=0, diagnostics=False)
 
-# policy -> how a config asks for it. Add e.g. "fresh": lambda c: c.replace(<field>="fresh") when
-# the config has the option; check_output_layer already knows what "fresh" means.
-OUTPUT_POLICIES = {"kept": lambda c: c}
+# policy -> how a config asks for it
+OUTPUT_POLICIES = {"fresh": lambda c: c, "kept": lambda c: c.replace(stage_output="keep")}
 
 STAGE1 = ("hidden_1", "hidden_2", "norm_1", "norm_2")  # the layers stage 1 trains
 NEW_IN_STAGE2 = ("hidden_3", "norm_3")

@@ -158,3 +158,6 @@ def test_output_layer_is_reinitialised_only_when_its_shape_changes():
     assert stages.carry_over(fresh, prev_same)["output"]["kernel"].sum() == 640
     assert stages.carry_over(fresh, prev_other)["output"]["kernel"].sum() == 0
     assert stages.carry_over(fresh, prev_other)["hidden_1"]["kernel"].sum() == 784 * 64
+    # the original's policy: a new output layer every stage, hidden layers carried
+    new_output = stages.carry_over(fresh, prev_same, keep_output=False)
+    assert new_output["output"]["kernel"].sum() == 0 and new_output["hidden_1"]["kernel"].sum() == 784 * 64

@@ -41,8 +41,9 @@ def keras_adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1
     def update(grads, state, params=None):
         del params
         count = state.count + 1
-        t = count.astype(jnp.float32)
-        alpha = learning_rate * jnp.sqrt(1 - jnp.power(jnp.float32(b2), t)) / (1 - jnp.power(jnp.float32(b1), t))
+        dtype = jax.tree_util.tree_leaves(grads)[0].dtype  # Keras computes in the variables' dtype
+        t = count.astype(dtype)
+        alpha = learning_rate * jnp.sqrt(1 - jnp.power(jnp.asarray(b2, dtype), t)) / (1 - jnp.power(jnp.asarray(b1, dtype), t))
         mu = jax.tree_util.tree_map(lambda m, g: m + (g - m) * (1 - b1), state.mu, grads)
         nu = jax.tree_util.tree_map(lambda v, g: v + (jnp.square(g) - v) * (1 - b2), state.nu, grads)
         updates = jax.tree_util.tree_map(lambda m, v: -((m * alpha) / (jnp.sqrt(v) + eps)), mu, nu)
