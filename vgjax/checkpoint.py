@@ -5,11 +5,18 @@ a resumed run, reads what was just written, and a run that is killed never leave
 that looks complete but is not (orbax commits a step directory atomically). SIGINT and SIGTERM
 that arrive during a save are held back until the save is done, then delivered: an interrupted
 run stops cleanly between two checkpoints instead of inside orbax's writer.
+
+Every saved step also gets ``vgjax_manifest.json`` (size and sha256 of each of its files),
+checked before orbax is asked to restore it: a damaged checkpoint (a truncated or altered file)
+is reported as :class:`CheckpointDamaged` without starting orbax's reads, and never restores
+silently wrong numbers. Checkpoints from before the manifest are restored unchecked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import signal
 import threading
 from pathlib import Path
@@ -46,6 +53,47 @@ def signals_deferred():
             signal.raise_signal(pending[0])
 
 
+MANIFEST = "vgjax_manifest.json"
+
+
+class CheckpointDamaged(ValueError):
+    """A checkpoint's files are not the ones that were saved."""
+
+
+def _file_digests(step_dir: Path) -> dict[str, list]:
+    out = {}
+    for p in sorted(step_dir.rglob("*")):
+        if p.is_file() and p.name != MANIFEST:
+            out[p.relative_to(step_dir).as_posix()] = [p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest()]
+    return out
+
+
+def write_manifest(step_dir: Path) -> None:
+    from vgjax.runlog import atomic_write_json
+
+    atomic_write_json(step_dir / MANIFEST, {"files": _file_digests(step_dir)})
+
+
+def verify(step_dir: Path) -> None:
+    """Raise CheckpointDamaged unless ``step_dir`` holds exactly the files its manifest lists."""
+    manifest = step_dir / MANIFEST
+    if not manifest.is_file():
+        return  # saved before manifests existed
+    try:
+        expected = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointDamaged(f"checkpoint {step_dir} is damaged: its {MANIFEST} is unreadable") from None
+    found = _file_digests(step_dir)
+    for name, (size, digest) in expected.items():
+        if name not in found:
+            raise CheckpointDamaged(f"checkpoint {step_dir} is damaged: {name} is missing")
+        if found[name][0] != size:
+            raise CheckpointDamaged(f"checkpoint {step_dir} is damaged: {name} has {found[name][0]} bytes, "
+                                    f"{size} were saved")
+        if found[name][1] != digest:
+            raise CheckpointDamaged(f"checkpoint {step_dir} is damaged: {name} differs from what was saved")
+
+
 class Checkpoints:
     """A directory of numbered checkpoints (the number is a global epoch counter)."""
 
@@ -61,6 +109,7 @@ class Checkpoints:
                 self._manager.delete(step)
             self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
             self._manager.wait_until_finished()
+            write_manifest(self.directory / str(step))
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -69,7 +118,9 @@ class Checkpoints:
         return list(self._manager.all_steps())
 
     def restore(self, step: int, like: Any) -> Any:
-        """The state saved at ``step``, with the structure (and dtypes) of ``like``."""
+        """The state saved at ``step``, with the structure (and dtypes) of ``like``; CheckpointDamaged
+        if its files are not the ones saved."""
+        verify(self.directory / str(step))
         return self._manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import jax
 
 from vgjax import stages as stages_lib
-from vgjax.checkpoint import Checkpoints
+from vgjax.checkpoint import CheckpointDamaged, Checkpoints
 from vgjax.config import Config
 from vgjax.models import build_model, init_variables
 from vgjax.optim import make_optimizer
@@ -175,17 +175,19 @@ def _restore_newest(config: Config, table: stages_lib.StageTable, ckpt: Checkpoi
             si = table.stages.index(_checkpoint_stage(table, step))
             setup = setup_stage(config, table, table.stages[si], None, diagnostics)
             setup.state = ckpt.restore(step, like=setup.state)
-        except Exception as e:  # a damaged checkpoint: orbax/tensorstore raise many kinds
-            failed.append((step, _one_line(e)))
+        except CheckpointDamaged as e:  # its files are not the ones saved: orbax is not asked
+            failed.append((step, str(e)))
+            continue
+        except Exception as e:  # older checkpoints without a manifest: orbax raises many kinds
+            failed.append((step, f"checkpoint {step} in {ckpt.directory} does not restore ({_one_line(e)})"))
             continue
         if failed:
-            warnings.warn(f"checkpoint {', '.join(str(s) for s, _ in failed)} in {ckpt.directory} does not "
-                          f"restore ({failed[0][1]}); resuming from checkpoint {step}, the newest that does",
-                          stacklevel=2)
+            skipped = ", ".join(str(s) for s, _ in failed)
+            warnings.warn(f"{failed[0][1]}; resuming from checkpoint {step}, the newest that restores"
+                          + (f" (skipped {skipped})" if len(failed) > 1 else ""), stacklevel=2)
         return step, si, setup
     if failed:
-        raise ResumeError(f"no checkpoint in {ckpt.directory} restores (tried {', '.join(str(s) for s, _ in failed)}: "
-                          f"{failed[0][1]})")
+        raise ResumeError(f"no checkpoint restores (tried {', '.join(str(s) for s, _ in failed)}; {failed[0][1]})")
     return 0, 0, None
 
 
