@@ -79,7 +79,9 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise json.JSONDecodeError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})", "", 0) from None
+        err = json.JSONDecodeError(f"{path} is not UTF-8 text", "", 0)
+        err.args = (f"{path} is not UTF-8 text ({e.reason} at byte {e.start})",)
+        raise err from None
     except json.JSONDecodeError as e:
         raise json.JSONDecodeError(f"{path} is not valid JSON ({e.msg})", e.doc, e.pos) from None
 
