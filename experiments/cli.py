@@ -57,10 +57,17 @@ def threads_count(text: str) -> int:
 
 
 def one_line_warnings() -> None:
-    """Show warnings as ``warning: MESSAGE`` lines (no source line, no file position)."""
+    """Show warnings as ``warning: MESSAGE`` lines (no source line, no file position), and
+    silence orbax's informational logging."""
     import warnings
 
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
+    try:  # orbax logs its own notes through absl ("WARNING:absl:..."): the CLIs say what matters
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
 
 
 def one_line(e: BaseException) -> str:

@@ -9,7 +9,8 @@ run stops cleanly between two checkpoints instead of inside orbax's writer.
 Every saved step also gets ``vgjax_manifest.json`` (size and sha256 of each of its files),
 checked before orbax is asked to restore it: a damaged checkpoint (a truncated or altered file)
 is reported as :class:`CheckpointDamaged` without starting orbax's reads, and never restores
-silently wrong numbers. Checkpoints from before the manifest are restored unchecked.
+silently wrong numbers; so is a step without a manifest beside steps that have one (a save or a
+deletion cut short by kill -9). Checkpoints from before manifests existed are restored unchecked.
 """
 
 from __future__ import annotations
@@ -74,10 +75,14 @@ def write_manifest(step_dir: Path) -> None:
     atomic_write_json(step_dir / MANIFEST, {"files": _file_digests(step_dir)})
 
 
-def verify(step_dir: Path) -> None:
-    """Raise CheckpointDamaged unless ``step_dir`` holds exactly the files its manifest lists."""
+def verify(step_dir: Path, required: bool = False) -> None:
+    """Raise CheckpointDamaged unless ``step_dir`` holds the files its manifest lists. Without a
+    manifest: unchecked, or (``required``) CheckpointDamaged, as a save or a deletion cut short."""
     manifest = step_dir / MANIFEST
     if not manifest.is_file():
+        if required:
+            raise CheckpointDamaged(f"checkpoint {step_dir} is incomplete (no {MANIFEST}: its save or "
+                                    f"deletion was cut short)")
         return  # saved before manifests existed
     try:
         expected = json.loads(manifest.read_text())["files"]
@@ -120,7 +125,9 @@ class Checkpoints:
     def restore(self, step: int, like: Any) -> Any:
         """The state saved at ``step``, with the structure (and dtypes) of ``like``; CheckpointDamaged
         if its files are not the ones saved."""
-        verify(self.directory / str(step))
+        # once this directory has manifests, a step without one was cut short
+        has_manifests = any((d / MANIFEST).is_file() for d in self.directory.iterdir() if d.name.isdigit())
+        verify(self.directory / str(step), required=has_manifests)
         return self._manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
 
     def close(self) -> None:
