@@ -174,6 +174,8 @@ def config_from_args(args):
     method = METHODS.get(args.method)
     if method is None:
         return get_config(args.method)  # ConfigError: unknown method
+    if args.seed is not None and not 0 <= args.seed < 2 ** 32:
+        cli.fail(f"--seed {args.seed}: give a whole number from 0 to {2 ** 32 - 1} (larger ones repeat smaller ones)")
     staged = args.stages is not None or "stages" in method.changes
     if staged:
         if args.epochs is not None:
@@ -355,7 +357,11 @@ def _main(args) -> int:
         config = config_from_args(args)
     except ConfigError as e:
         cli.fail(str(e))
+    if args.out is not None and not args.out.strip():
+        cli.fail("--out is empty: give a run directory")
     out = Path(args.out) if args.out else Path("runs") / f"{config.method}-seed{config.seed}"
+    if config.init_from is not None and Path(config.init_from) == out.resolve():
+        cli.fail(f"--init-from {args.init_from} is the run directory itself: give another --out")
     action = inspect_run_dir(out, config, args.resume, args.overwrite)
     if action == "done":
         print(f"{out} holds a finished run: nothing to resume")
