@@ -34,6 +34,48 @@ def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
     raise SystemExit(status)
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (no nan, inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def threads_count(text: str) -> int:
+    """argparse type of --threads: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} cores: give a number >= 0 (0: all cores)")
+    return value
+
+
+def one_line_warnings() -> None:
+    """Show warnings as ``warning: MESSAGE`` lines (no source line, no file position), and
+    silence orbax's informational logging."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
+    try:  # orbax logs its own notes through absl ("WARNING:absl:..."): the CLIs say what matters
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as a short phrase for a one-line error message."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:300]}" if lines else type(e).__name__
+
+
 def sigterm_as_interrupt() -> None:
     """Turn SIGTERM into KeyboardInterrupt so a killed run records where it stopped."""
 

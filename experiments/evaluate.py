@@ -19,8 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--data-source", choices=("idx", "tfds"), default="idx")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=cli.threads_count, default=1)
     args = p.parse_args(argv)
+    cli.one_line_warnings()
 
     from vgjax import runtime
     from vgjax.runlog import RunDir
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime.pin_cpu_threads(args.threads)
     import jax
 
+    from vgjax.checkpoint import CheckpointDamaged
     from vgjax.runner import load_saved_state
     from vgjax.train import DeviceData
 
@@ -35,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         config, engine, state, info = load_saved_state(args.run_dir, args.checkpoint)
     except FileNotFoundError as e:
         cli.fail(str(e))
+    except CheckpointDamaged as e:
+        cli.fail(f"{args.run_dir}: its {args.checkpoint} checkpoint does not load ({e})")
+    except (ValueError, TypeError, KeyError, AttributeError) as e:  # config.json / best.json damaged or foreign
+        cli.fail(f"{args.run_dir}: its config.json or best/best.json cannot be used ({cli.one_line(e)})")
+    except Exception as e:  # the checkpoint's files are damaged (orbax raises many kinds)
+        cli.fail(f"{args.run_dir}: its {args.checkpoint} checkpoint does not load ({cli.one_line(e)})")
     arrays = cli.load_data(args.data_dir, args.data_source)
     data = DeviceData.from_numpy(arrays.x_train[:1], arrays.y_train[:1], arrays.x_test, arrays.y_test)
     metrics = jax.device_get(jax.jit(engine.evaluate)(state, data.x_test, data.y_test))

@@ -405,6 +405,10 @@ def write_report(runs_dir: str | Path, figures: bool = True) -> Path:
 
     runs_dir = Path(runs_dir)
     rows = collect(runs_dir)
+    if not rows and (runs_dir / "config.json").exists():
+        raise FileNotFoundError(f"{runs_dir} is a single run directory: give the folder that holds run "
+                                f"directories (e.g. {runs_dir.parent}), or redraw its figures with "
+                                f"python -m experiments.plot {runs_dir}")
     if not rows:
         raise FileNotFoundError(f"{runs_dir} holds no run with a recorded epoch")
     figs = plot_comparison([r.path for r in rows], runs_dir / FIGURES_DIR) if figures else []
@@ -429,8 +433,10 @@ def main(argv: list[str] | None = None) -> int:
             path = write_sweep_report(runs_dir, figures=not args.no_figures)
         else:
             path = write_report(runs_dir, figures=not args.no_figures)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # a damaged JSON file's message names it
         cli.fail(str(e))
+    except (KeyError, TypeError, AttributeError) as e:
+        cli.fail(f"a run file under {runs_dir} does not hold what a run writes ({cli.one_line(e)})")
     print(path)
     return 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jax
 
-from vgjax.checkpoint import Checkpoints
+from vgjax.checkpoint import Checkpoints, signals_deferred
 from vgjax.runlog import atomic_write_json
 
 
@@ -119,11 +119,12 @@ class BestCheckpoint:
         if self.track.improved(value):
             self.track.best, self.track.best_epoch = value, record["epoch"]
             self.record = dict(record)
-            with Checkpoints(self.directory, max_to_keep=1) as ck:
-                ck.save(record["epoch"], state)
-            atomic_write_json(self.directory / "best.json",
-                              {"monitor": self.track.monitor, "mode": self.track.mode,
-                               "epoch": record["epoch"], "stage": record.get("stage"), "record": self.record})
+            with signals_deferred():  # the checkpoint and best.json change together
+                with Checkpoints(self.directory, max_to_keep=1) as ck:
+                    ck.save(record["epoch"], state)
+                atomic_write_json(self.directory / "best.json",
+                                  {"monitor": self.track.monitor, "mode": self.track.mode,
+                                   "epoch": record["epoch"], "stage": record.get("stage"), "record": self.record})
         return False
 
     def finalize(self, state):

@@ -2,11 +2,24 @@
 
 Saves are synchronous (``enable_async_checkpointing=False``): the next stage of a staged run, or
 a resumed run, reads what was just written, and a run that is killed never leaves a checkpoint
-that looks complete but is not (orbax commits a step directory atomically).
+that looks complete but is not (orbax commits a step directory atomically). SIGINT and SIGTERM
+that arrive during a save are held back until the save is done, then delivered: an interrupted
+run stops cleanly between two checkpoints instead of inside orbax's writer.
+
+Every saved step also gets ``vgjax_manifest.json`` (size and sha256 of each of its files),
+checked before orbax is asked to restore it: a damaged checkpoint (a truncated or altered file)
+is reported as :class:`CheckpointDamaged` without starting orbax's reads, and never restores
+silently wrong numbers; so is a step without a manifest beside steps that have one (a save or a
+deletion cut short by kill -9). Checkpoints from before manifests existed are restored unchecked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +29,74 @@ import orbax.checkpoint as ocp
 
 def _abstract(tree: Any) -> Any:
     return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT / SIGTERM back for the duration of the block, then deliver the first one."""
+    sigs = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in sigs}
+    if any(h is None for h in old.values()):  # a handler installed outside Python: leave it
+        yield
+        return
+    pending: list[int] = []
+    for s in sigs:
+        signal.signal(s, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
+MANIFEST = "vgjax_manifest.json"
+
+
+class CheckpointDamaged(ValueError):
+    """A checkpoint's files are not the ones that were saved."""
+
+
+def _file_digests(step_dir: Path) -> dict[str, list]:
+    out = {}
+    for p in sorted(step_dir.rglob("*")):
+        if p.is_file() and p.name != MANIFEST:
+            out[p.relative_to(step_dir).as_posix()] = [p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest()]
+    return out
+
+
+def write_manifest(step_dir: Path) -> None:
+    from vgjax.runlog import atomic_write_json
+
+    atomic_write_json(step_dir / MANIFEST, {"files": _file_digests(step_dir)})
+
+
+def verify(step_dir: Path, required: bool = False) -> None:
+    """Raise CheckpointDamaged unless ``step_dir`` holds the files its manifest lists. Without a
+    manifest: unchecked, or (``required``) CheckpointDamaged, as a save or a deletion cut short."""
+    manifest = step_dir / MANIFEST
+    if not manifest.is_file():
+        if required:
+            raise CheckpointDamaged(f"checkpoint {step_dir} is incomplete (no {MANIFEST}: its save or "
+                                    f"deletion was cut short)")
+        return  # saved before manifests existed
+    try:
+        expected = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointDamaged(f"checkpoint {step_dir} is damaged: its {MANIFEST} is unreadable") from None
+    found = _file_digests(step_dir)
+    for name, (size, digest) in expected.items():
+        if name not in found:
+            raise CheckpointDamaged(f"checkpoint {step_dir} is damaged: {name} is missing")
+        if found[name][0] != size:
+            raise CheckpointDamaged(f"checkpoint {step_dir} is damaged: {name} has {found[name][0]} bytes, "
+                                    f"{size} were saved")
+        if found[name][1] != digest:
+            raise CheckpointDamaged(f"checkpoint {step_dir} is damaged: {name} differs from what was saved")
 
 
 class Checkpoints:
@@ -28,10 +109,12 @@ class Checkpoints:
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def save(self, step: int, state: Any) -> None:
-        if step in self._manager.all_steps():  # e.g. the restored-best state at the last epoch
-            self._manager.delete(step)
-        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
-        self._manager.wait_until_finished()
+        with signals_deferred():
+            if step in self._manager.all_steps():  # e.g. the restored-best state at the last epoch
+                self._manager.delete(step)
+            self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+            self._manager.wait_until_finished()
+            write_manifest(self.directory / str(step))
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -40,11 +123,16 @@ class Checkpoints:
         return list(self._manager.all_steps())
 
     def restore(self, step: int, like: Any) -> Any:
-        """The state saved at ``step``, with the structure (and dtypes) of ``like``."""
+        """The state saved at ``step``, with the structure (and dtypes) of ``like``; CheckpointDamaged
+        if its files are not the ones saved."""
+        # once this directory has manifests, a step without one was cut short
+        has_manifests = any((d / MANIFEST).is_file() for d in self.directory.iterdir() if d.name.isdigit())
+        verify(self.directory / str(step), required=has_manifests)
         return self._manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
 
     def close(self) -> None:
-        self._manager.close()
+        with signals_deferred():
+            self._manager.close()
 
     def __enter__(self) -> "Checkpoints":
         return self

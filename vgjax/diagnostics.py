@@ -147,7 +147,7 @@ def pre_activations(engine, state, x: jax.Array) -> dict:
         variables["batch_stats"] = state.batch_stats
     _, inter = engine.model.apply(variables, x, train=False, beta=state.hparams["beta"],
                                   capture_intermediates=_is_hidden_dense, mutable=["intermediates"])
-    found = inter["intermediates"]
+    found = inter.get("intermediates", {})  # none at depth 0
     return {name: found[name]["__call__"][0] for name in found if name.startswith("hidden_")
             and isinstance(found[name], dict) and "__call__" in found[name]}
 

@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import jax
 
 from vgjax import stages as stages_lib
-from vgjax.checkpoint import Checkpoints
+from vgjax.checkpoint import CheckpointDamaged, Checkpoints
 from vgjax.config import Config
 from vgjax.models import build_model, init_variables
 from vgjax.optim import make_optimizer
@@ -157,13 +157,42 @@ def _summarise(config: Config, table: stages_lib.StageTable, history: list[dict]
     return summary
 
 
-def _resume_point(ckpt: Checkpoints, table: stages_lib.StageTable) -> tuple[int, int]:
-    """(finished global epochs, index into table.stages of the stage that checkpoint belongs to)."""
-    done = ckpt.latest_step() or 0
-    for i, (first, last) in enumerate(table.boundaries()):
-        if first - 1 < done <= last:
-            return done, i
-    return 0, 0
+class ResumeError(RuntimeError):
+    """No checkpoint of a run restores, so it cannot be resumed (nothing was changed)."""
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
+def _restore_newest(config: Config, table: stages_lib.StageTable, ckpt: Checkpoints,
+                    diagnostics: Callable | None) -> tuple[int, int, StageSetup | None]:
+    """The newest checkpoint that restores: (finished global epochs, index into table.stages of
+    its stage, that stage's setup holding the restored state); (0, 0, None) when there is none.
+
+    A checkpoint that does not restore (damaged files) is skipped with a warning; if none of
+    several restores, ResumeError. Nothing on disk is changed here."""
+    failed: list[tuple[int, str]] = []
+    for step in sorted(ckpt.steps(), reverse=True):
+        try:
+            si = table.stages.index(_checkpoint_stage(table, step))
+            setup = setup_stage(config, table, table.stages[si], None, diagnostics)
+            setup.state = ckpt.restore(step, like=setup.state)
+        except CheckpointDamaged as e:  # its files are not the ones saved: orbax is not asked
+            failed.append((step, str(e)))
+            continue
+        except Exception as e:  # older checkpoints without a manifest: orbax raises many kinds
+            failed.append((step, f"checkpoint {step} in {ckpt.directory} does not restore ({_one_line(e)})"))
+            continue
+        if failed:
+            skipped = ", ".join(str(s) for s, _ in failed)
+            warnings.warn(f"{failed[0][1]}; resuming from checkpoint {step}, the newest that restores"
+                          + (f" (skipped {skipped})" if len(failed) > 1 else ""), stacklevel=2)
+        return step, si, setup
+    if failed:
+        raise ResumeError(f"no checkpoint restores (tried {', '.join(str(s) for s, _ in failed)}; {failed[0][1]})")
+    return 0, 0, None
 
 
 def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = False,
@@ -174,9 +203,10 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
     hooks = list(hooks)
     t_start = time.perf_counter()
     extra = dict(summary_extra or {})
-    run_dir.write_summary({"method": config.method, "status": "running", **extra})
     with Checkpoints(run_dir.checkpoint_dir) as ckpt:
-        done, first_stage = _resume_point(ckpt, table) if resume else (0, 0)
+        # restore first: the history is cut back only once there is a state to continue from
+        done, first_stage, restored = _restore_newest(config, table, ckpt, diagnostics) if resume else (0, 0, None)
+        run_dir.write_summary({"method": config.method, "status": "running", **extra})
         history = run_dir.truncate_history(done)
         for hook in hooks:
             if hasattr(hook, "replay"):
@@ -186,10 +216,11 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
         status = "finished"
         for si in range(first_stage, len(table.stages)):
             stage = table.stages[si]
-            setup = setup_stage(config, table, stage, state, diagnostics)
+            if si == first_stage and restored is not None:
+                setup = restored
+            else:
+                setup = setup_stage(config, table, stage, state, diagnostics)
             state = setup.state
-            if si == first_stage and done > 0:
-                state = ckpt.restore(done, like=state)
             for hook in hooks:
                 if hasattr(hook, "on_stage_start"):
                     hook.on_stage_start(state, setup.engine, stage, offset)
@@ -249,6 +280,8 @@ def train_and_evaluate(config: Config, workdir: str | Path, arrays, *, hooks: It
     if not (resume and run_dir.exists()):
         run_dir.clear()
         run_dir.create(config.to_dict())
+    else:
+        run_dir.mark()  # a run from before the marker existed
     data = DeviceData.from_numpy(arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test,
                                  config.train_limit)
     probe_x, probe_y = diagnostics.probe_batch(arrays)

@@ -9,7 +9,6 @@ the first JAX computation.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -19,11 +18,21 @@ _held_locks: list = []  # keep lock files open for the life of the process
 
 def _claim_free_cores(candidates: list[int], n: int) -> list[int]:
     """Cores not claimed by another vgjax process (advisory lock files, released on exit)."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform: take the first cores
+        return candidates[:n]
     lock_dir = Path(tempfile.gettempdir()) / "vgjax-cpu-cores"
-    lock_dir.mkdir(exist_ok=True)
+    try:
+        lock_dir.mkdir(exist_ok=True)
+    except OSError:
+        return candidates[:n]
     claimed: list[int] = []
     for core in candidates:
-        f = open(lock_dir / f"core-{core}.lock", "w")
+        try:
+            f = open(lock_dir / f"core-{core}.lock", "w")
+        except OSError:  # e.g. another user's lock file
+            continue
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
