@@ -97,13 +97,26 @@ def report(results: dict, epochs_shown: list[int], n_seeds: int, device: str, wa
     return "\n".join(lines) + "\n"
 
 
+def regenerate(out: Path) -> str:
+    """report.md of ``out`` again from its metrics.json (no training)."""
+    saved = json.loads((out / "metrics.json").read_text())
+    results = {m: (r["vgjax"], r["keras"]) for m, r in saved["runs"].items()}
+    text = report(results, sorted({1, saved["epochs"]}), saved["seeds"], saved["device"], saved["wall_time_s"])
+    (out / "report.md").write_text(text)
+    return text
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--out", default=str(ROOT / "docs" / "results" / "keras_parity"))
+    p.add_argument("--report-only", action="store_true", help="rewrite report.md of --out from its metrics.json")
     args = p.parse_args(argv)
+    if args.report_only:
+        print(regenerate(Path(args.out)))
+        return 0
     from vgjax import data, runlog, runtime
 
     runtime.pin_cpu_threads(1)  # one core for each framework's kernels: both sides alike

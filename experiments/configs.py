@@ -1,4 +1,4 @@
-"""One named config per method of the study (SPEC §3–§5, plus the toolbox remedies).
+"""One named config per method of the study (docs/study.md §3–§5, plus the toolbox remedies).
 
 Every remedy changes one thing of ``baseline_7`` and keeps the seed protocol otherwise: a remedy
 changes the hidden layers only, the output layer keeps Keras' default initialisation.
@@ -51,15 +51,15 @@ _METHODS = [
            {"activation": "sigmoid_modgrad"}),
 ]
 
-# SPEC §5, second part: the 5-hidden-layer sigmoid net, batch 512, lr 0.01, five optimizers.
+# docs/study.md §5, second part: the 5-hidden-layer sigmoid net, batch 512, lr 0.01, five optimizers.
 _OPT_NET = {"depth": 5, "batch_size": 512, "lr": 0.01, "init_draw": "independent", "output_init": "hidden",
             "bias_init": "torch"}
 for _name, _opt, _desc in [("sgd", "sgd", "plain SGD"),
-                           ("momentum", "scratch_momentum", "SGD + momentum (beta 0.5, SPEC §5 form)"),
-                           ("rmsprop", "scratch_rmsprop", "RMSProp (gamma 0.9, eps 1e-6, SPEC §5 form)"),
-                           ("adam", "scratch_adam", "Adam (0.9, 0.999, eps 1e-6, SPEC §5 form)"),
+                           ("momentum", "scratch_momentum", "SGD + momentum (beta 0.5, docs/study.md §5 form)"),
+                           ("rmsprop", "scratch_rmsprop", "RMSProp (gamma 0.9, eps 1e-6, docs/study.md §5 form)"),
+                           ("adam", "scratch_adam", "Adam (0.9, 0.999, eps 1e-6, docs/study.md §5 form)"),
                            ("adopt", "adopt", "ADOPT (optax.contrib)")]:
-    _METHODS.append(Method(f"optimizers_{_name}", f"SPEC §5 net (5 layers, batch 512): {_desc}",
+    _METHODS.append(Method(f"optimizers_{_name}", f"docs/study.md §5 net (5 layers, batch 512): {_desc}",
                            {**_OPT_NET, "optimizer": _opt}, "optimizers"))
 
 METHODS: dict[str, Method] = {m.name: m for m in _METHODS}

@@ -1,6 +1,6 @@
 """python -m experiments.optimizers [--out DIR] [--epochs 30]
 
-SPEC §5, first part: minimise f(w) = 0.1·w1² + 2·w2² from (−5, −2) with the four from-scratch
+docs/study.md §5, first part: minimise f(w) = 0.1·w1² + 2·w2² from (−5, −2) with the four from-scratch
 optimizers (gradient descent, momentum, RMSProp, Adam; one update per epoch). Prints every
 intermediate quantity of epochs 1 and 2, then the final point of each optimizer, and writes
 ``trajectories.csv``, ``trajectories.json`` and ``optimizers_quadratic.png`` into ``--out``
@@ -64,7 +64,7 @@ def positive_int(text: str) -> int:
 
 def build_parser() -> cli.Parser:
     parser = cli.Parser(prog="python -m experiments.optimizers",
-                        description="SPEC §5: four from-scratch optimizers on f(w) = 0.1·w1² + 2·w2².")
+                        description="docs/study.md §5: four from-scratch optimizers on f(w) = 0.1·w1² + 2·w2².")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--epochs", type=positive_int, default=30, help="updates per optimizer")
     return parser
@@ -73,7 +73,7 @@ def build_parser() -> cli.Parser:
 # --------------------------------------------------------------------------- computing
 
 def compute(epochs: int) -> dict[str, dict]:
-    """Per optimizer: SPEC hyper-parameters, the numpy trajectory and the optax form's deviation."""
+    """Per optimizer: the study's hyper-parameters, the numpy trajectory and the optax form's deviation."""
     from vgjax import scratch
 
     results = {}
@@ -201,7 +201,7 @@ def contour_png(results: dict[str, dict]) -> bytes:
                 label=f"{TITLES[name]} ({hp_text(r['hparams'])})")
     ax.plot(*scratch.QUADRATIC_START, "k*", markersize=12, label="start (−5, −2)")
     ax.plot(0, 0, "kx", markersize=9, label="minimum (0, 0)")
-    ax.set(xlabel="w1", ylabel="w2", title="f(w) = 0.1·w1² + 2·w2²: the SPEC §5 optimizers")
+    ax.set(xlabel="w1", ylabel="w2", title="f(w) = 0.1·w1² + 2·w2²: the docs/study.md §5 optimizers")
     ax.legend(fontsize=8, loc="lower right")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -1,14 +1,14 @@
 """python -m experiments.suite [--methods a,b,...] [--workers N] [--runs-dir runs] [--resume] [overrides] [-- RUN_ARGS]
 
-Runs every method of the study (SPEC §3–§4: the baseline, remedy and staged groups; with
-``--include-optimizers`` also SPEC §5's optimizer comparison) under the seed protocol, one run
+Runs every method of the study (docs/study.md §3–§4: the baseline, remedy and staged groups; with
+``--include-optimizers`` also docs/study.md §5's optimizer comparison) under the seed protocol, one run
 directory per method (``RUNS/<method>``), then writes ``RUNS/suite.json`` and the report
 (``RUNS/report.md``, :mod:`experiments.report`).
 
 Each method is a separate ``python -m experiments.run --method M --out RUNS/M --threads 1 ...``
 process. On a CPU, independent methods run in parallel as single-threaded workers, one per core
 (``--workers``, default: the cores this process may use): XLA's intra-op threading does not speed
-up these small matrices, while separate processes scale (see DESIGN.md). ``--sequential`` runs the
+up these small matrices, while separate processes scale (docs/study.md, README "Speed"). ``--sequential`` runs the
 same methods one after another (to measure the speed-up). Worker output goes to
 ``RUNS/logs/<method>.log``; the progress view (a live table on a terminal, plain lines otherwise)
 reads every run's ``history.jsonl``.
@@ -55,7 +55,7 @@ def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.suite", description=__doc__.split("\n\n")[1])
     p.add_argument("--methods", default=None,
                    help="comma-separated methods [default: the baseline, remedy and staged groups]")
-    p.add_argument("--include-optimizers", action="store_true", help="also the SPEC §5 optimizer methods")
+    p.add_argument("--include-optimizers", action="store_true", help="also the docs/study.md §5 optimizer methods")
     p.add_argument("--workers", type=int, default=None, help="parallel runs [default: usable CPU cores]")
     p.add_argument("--sequential", action="store_true", help="run the methods one after another (benchmark)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per run (0: all)")

@@ -37,7 +37,7 @@ STD_CASES = (0.05, 0.5, 1.0, 10.0)
 NAMED_CASES = ("he_normal", "glorot_uniform")
 BAND = 1.5  # acceptance: predicted and measured agree within this factor on every layer
 NOTE = 1.2  # gaps above this get a reason in theory.json even inside the band
-# the acceptance set of issue 11 (std 0.5 and 10 are reported too, outside the criterion)
+# the acceptance set of the theory check (std 0.5 and 10 are reported too, outside the criterion)
 ACCEPTANCE = {"0.05", "1.0", "he_normal", "glorot_uniform"}
 
 
@@ -114,7 +114,7 @@ def check_args(args) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Why a case falls outside the band (the regimes diagnosed in issue 11)
+# Why a case falls outside the band (the regimes diagnosed when the theory was checked)
 
 
 def diagnose(case: Case, q: np.ndarray, seeds: np.ndarray, layers: list[str], width: int) -> str:

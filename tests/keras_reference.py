@@ -50,7 +50,7 @@ def hidden_block(config, i: int, init, h):
 
 
 def build(config) -> keras.Model:
-    """The Keras model of a vgjax config of the study (SPEC models and remedies 1–5)."""
+    """The Keras model of a vgjax config of the study (docs/study.md §3–§4)."""
     init = keras.initializers.RandomNormal(mean=0.0, stddev=config.init_std)  # one object, every layer
     inputs = keras.Input((INPUT_DIM,))
     h, outputs = inputs, {}

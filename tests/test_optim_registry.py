@@ -112,18 +112,18 @@ def ref_scratch_gd(s, w, g, t, c):
     return s, w - c.lr * g
 
 
-def ref_scratch_momentum(s, w, g, t, c):  # SPEC §5: damped, V = beta V + (1 - beta) dW
+def ref_scratch_momentum(s, w, g, t, c):  # docs/study.md §5: damped, V = beta V + (1 - beta) dW
     v = _ema(s, "v", _hp("scratch_momentum")["beta"], g)
     return s, w - c.lr * v
 
 
-def ref_scratch_rmsprop(s, w, g, t, c):  # SPEC §5: dW / sqrt(S + eps)
+def ref_scratch_rmsprop(s, w, g, t, c):  # docs/study.md §5: dW / sqrt(S + eps)
     hp = _hp("scratch_rmsprop")
     v = _ema(s, "s", hp["gamma"], g * g)
     return s, w - c.lr * g / np.sqrt(v + hp["eps"])
 
 
-def ref_scratch_adam(s, w, g, t, c):  # SPEC §5: V_hat / (sqrt(S_hat) + eps)
+def ref_scratch_adam(s, w, g, t, c):  # docs/study.md §5: V_hat / (sqrt(S_hat) + eps)
     hp = _hp("scratch_adam")
     m, v = _ema(s, "m", hp["b1"], g), _ema(s, "v", hp["b2"], g * g)
     return s, w - c.lr * (m / (1 - hp["b1"] ** t)) / (np.sqrt(v / (1 - hp["b2"] ** t)) + hp["eps"])

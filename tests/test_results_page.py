@@ -1,6 +1,7 @@
 """docs/results.md: every number it quotes is in a generated file, every file it links exists, and
 the committed reports are what experiments.report makes of the committed run files today."""
 
+import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -44,7 +45,12 @@ def test_committed_reports_regenerate_from_their_files(name, tmp_path):
     src, dst = RESULTS / name, tmp_path / name
     shutil.copytree(src, dst)
     (dst / "report.md").unlink()
-    if sweep_report.is_sweep_dir(dst):
+    if name == "keras_parity":  # benchmarks/keras_parity.py's table, from its metrics.json
+        spec = importlib.util.spec_from_file_location("keras_parity", ROOT / "benchmarks" / "keras_parity.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.regenerate(dst)
+    elif sweep_report.is_sweep_dir(dst):
         sweep_report.write_sweep_report(dst)
     else:
         report.write_report(dst)

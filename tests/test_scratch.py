@@ -1,4 +1,4 @@
-"""vgjax.scratch: the SPEC §5 optimizers by hand, numpy vs optax, and their relation to optax built-ins."""
+"""vgjax.scratch: the docs/study.md §5 optimizers by hand, numpy vs optax, and their relation to optax built-ins."""
 
 import math
 
@@ -16,7 +16,7 @@ GRAD = scratch.quadratic_grad
 
 
 def two_steps(name):
-    """The records of the first two SPEC §5 steps of optimizer ``name``."""
+    """The records of the first two docs/study.md §5 steps of optimizer ``name``."""
     return scratch.numpy_trajectory(name, GRAD, QUADRATIC_START, 2, **SPEC_HPARAMS[name]).records
 
 
@@ -178,7 +178,7 @@ def test_momentum_is_optax_sgd_with_learning_rate_scaled_by_one_minus_beta():
 
 
 def test_rmsprop_is_optax_rmsprop_with_eps_inside_the_sqrt():
-    # optax.rmsprop defaults to eps_in_sqrt=True: g·rsqrt(nu + eps), the SPEC form.
+    # optax.rmsprop defaults to eps_in_sqrt=True: g·rsqrt(nu + eps), the study's form.
     import inspect
     assert inspect.signature(optax.rmsprop).parameters["eps_in_sqrt"].default is True
     ref = ref_points("scratch_rmsprop")
@@ -193,7 +193,7 @@ def test_rmsprop_is_optax_rmsprop_with_eps_inside_the_sqrt():
 
 
 def test_adam_is_optax_adam():
-    # optax.adam: m̂/(√(v̂ + eps_root) + eps), eps_root = 0 by default: the SPEC form.
+    # optax.adam: m̂/(√(v̂ + eps_root) + eps), eps_root = 0 by default: the study's form.
     ref = ref_points("scratch_adam")
     tx = optax.adam(0.2, b1=0.9, b2=0.999, eps=1e-6, eps_root=0.0)
     np.testing.assert_allclose(x64_path(tx), ref, rtol=0, atol=1e-12)

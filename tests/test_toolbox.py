@@ -1,4 +1,4 @@
-"""SPEC §6 toolbox: initialisers, regularisers, dropout, early stopping, best checkpoints."""
+"""docs/study.md §6 toolbox: initialisers, regularisers, dropout, early stopping, best checkpoints."""
 
 import json
 import math

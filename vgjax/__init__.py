@@ -1,7 +1,7 @@
 """vgjax: vanishing gradients in deep MLPs on Fashion-MNIST, reproduced with JAX, Flax and optax.
 
 Modules: ``data`` (find/verify/load), ``models`` and ``layers`` (the MLP family), ``inits``,
-``optim`` (optimizers, freezing), ``scratch`` (SPEC §5 optimizers), ``train`` (the scanned
+``optim`` (optimizers, freezing), ``scratch`` (docs/study.md §5 optimizers), ``train`` (the scanned
 engine), ``stages`` (train some layers), ``runner`` (whole runs: ``train_and_evaluate``),
 ``callbacks``, ``checkpoint``, ``diagnostics``, ``plots``, ``sweep``, ``theory``.
 """

@@ -1,4 +1,4 @@
-"""Per-epoch hooks of the training toolbox (SPEC §6): early stopping and best-model checkpoints.
+"""Per-epoch hooks of the training toolbox (docs/study.md §6): early stopping and best-model checkpoints.
 
 Hooks are called by :func:`vgjax.runner.run` after every epoch as ``hook(record, state, engine)``
 and return True to stop. A hook with ``finalize(state) -> (state, info)`` may replace the final

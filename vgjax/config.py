@@ -1,6 +1,6 @@
 """The frozen ``Config`` that names everything a run depends on.
 
-Defaults are the study's seed protocol (SPEC §3): 7 hidden sigmoid layers of 128 units, kernels
+Defaults are the study's seed protocol (docs/study.md §3): 7 hidden sigmoid layers of 128 units, kernels
 Normal(0, 0.05), zero biases, softmax cross-entropy, plain SGD with learning rate 0.01, batch
 size 32 (Keras' default), 300 epochs, pixels scaled to [0, 1], the test set as validation, seed 0.
 """

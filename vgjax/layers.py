@@ -1,7 +1,7 @@
 """Small custom layers and the activation registry.
 
 Activations are plain functions ``f(z, beta) -> array``; ``beta`` is only used by the two
-remedies of SPEC §4.8 (``sigmoid_beta`` and ``sigmoid_modgrad``) and is an ordinary (traceable)
+remedies of docs/study.md §4.8 (``sigmoid_beta`` and ``sigmoid_modgrad``) and is an ordinary (traceable)
 argument so sweeps can vmap over it.
 """
 
@@ -78,7 +78,7 @@ def _masked_moments(x: jax.Array, axes: tuple[int, ...], mask: jax.Array | None)
 
 
 class Standardize(nn.Module):
-    """(x - mean) / std with no learned parameters (SPEC §4.4b).
+    """(x - mean) / std with no learned parameters (docs/study.md §4.4b).
 
     ``per_feature=False`` uses the mean and std of the whole batch tensor, as the original study;
     ``per_feature=True`` standardises every feature over the batch. ``eps`` is added to the

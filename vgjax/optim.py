@@ -66,7 +66,7 @@ _FACTORIES: dict[str, Factory] = {
 
 
 def _register_scratch() -> None:
-    """The from-scratch optimizers of SPEC §5 (``scratch_gd`` …) from :mod:`vgjax.scratch`."""
+    """The from-scratch optimizers of docs/study.md §5 (``scratch_gd`` …) from :mod:`vgjax.scratch`."""
     try:
         from vgjax import scratch
     except ImportError:  # pragma: no cover - scratch.py is part of the package

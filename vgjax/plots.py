@@ -476,7 +476,7 @@ def normal_pdf(x: np.ndarray, std: float) -> np.ndarray:
 
 
 def draw_explainers(out_dir: str | Path) -> list[Plot]:
-    """Normal(0, std) densities for std 0.05, 1, 10 (SPEC §7) and the activations' derivatives."""
+    """Normal(0, std) densities for std 0.05, 1, 10 (docs/study.md §7) and the activations' derivatives."""
     out_dir = Path(out_dir)
     plots = []
     # --- initial-weight densities

@@ -1,4 +1,4 @@
-"""The from-scratch optimizers of SPEC §5, in two forms that agree step for step.
+"""The from-scratch optimizers of docs/study.md §5, in two forms that agree step for step.
 
 1. A plain-numpy reference (:func:`numpy_step`, :func:`numpy_trajectory`) that returns every
    intermediate quantity (dW, V, S, V̂, Ŝ, the new W) so the exercise can be shown by hand.
@@ -21,10 +21,10 @@ Relations to the optax built-ins (optax 0.2.8, read in its source; each is a tes
 
 - ``scratch_gd(α)`` is ``optax.sgd(α)``.
 - ``optax.sgd(α, momentum=β)`` keeps an undamped trace m ← β·m + dW, so m = V/(1−β) and
-  ``scratch_momentum(α, β)`` is ``optax.sgd(α·(1−β), momentum=β)`` (α·(1−β) = 0.3 for the SPEC
+  ``scratch_momentum(α, β)`` is ``optax.sgd(α·(1−β), momentum=β)`` (α·(1−β) = 0.3 for the study
   setting). ``optax.sgd(α, momentum=β)`` itself takes steps 1/(1−β) times larger (2× for β = 0.5).
 - ``optax.rmsprop(α, decay=γ, eps=ε)`` computes ``g * rsqrt(nu + eps)`` by default
-  (``eps_in_sqrt=True``): ε inside the square root, exactly the SPEC form, so it is
+  (``eps_in_sqrt=True``): ε inside the square root, exactly the study's form, so it is
   ``scratch_rmsprop(α, γ, ε)``. ``eps_in_sqrt=False`` (Keras' placement, used by
   :mod:`vgjax.optim`'s ``rmsprop``) divides by sqrt(S) + ε instead.
 - ``optax.adam(α, b1, b2, eps=ε)`` (``eps_root=0``) is ``scratch_adam(α, b1, b2, ε)``: ε outside
@@ -46,7 +46,7 @@ Hyper = jax.typing.ArrayLike  # a float, or a traced scalar under optax.inject_h
 NumpyState = dict[str, np.ndarray]
 Record = dict[str, "np.ndarray | int"]
 
-# --------------------------------------------------------------------------- the SPEC §5 problem
+# --------------------------------------------------------------------------- the docs/study.md §5 problem
 
 QUADRATIC_TEXT = "f(w) = 0.1·w1² + 2·w2²"
 QUADRATIC_START: tuple[float, float] = (-5.0, -2.0)
@@ -58,7 +58,7 @@ SPEC_HPARAMS: Mapping[str, Mapping[str, float]] = MappingProxyType({
     "scratch_rmsprop": MappingProxyType({"learning_rate": 0.3, "gamma": 0.9, "eps": 1e-6}),
     "scratch_adam": MappingProxyType({"learning_rate": 0.2, "b1": 0.9, "b2": 0.999, "eps": 1e-6}),
 })
-"""The SPEC §5 table: α (``learning_rate``) and the other hyper-parameters of each optimizer."""
+"""The docs/study.md §5 table: α (``learning_rate``) and the other hyper-parameters of each optimizer."""
 
 _QUADRATIC_GRAD_COEFFS = np.array([0.2, 4.0])
 

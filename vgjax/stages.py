@@ -1,4 +1,4 @@
-""""Train some layers" (SPEC §4.6): the stage table as data, validated, and parameter carry-over.
+""""Train some layers" (docs/study.md §4.6): the stage table as data, validated, and parameter carry-over.
 
 The hidden layers are split into sub-models (default 2, 2, 2, 1). Each training run ("stage")
 stacks a prefix of the sub-models between the 784-input and a 10-way output layer, freezes some
@@ -15,7 +15,7 @@ Tables are given as a JSON file or as a compact string::
     2-2-2-1 | 1:100 | 1+2:100:1 | 1+2:100 | 1+2+3:100:1+2 | 1+2+3:100 | 1+2+3+4:100:1+2+3 | 1+2+3+4:300
 
 (sub-model sizes, then one ``stacked:epochs[:frozen]`` entry per stage), or just the sizes
-(``3-2-2``), which builds the SPEC's pattern for them: add the next sub-model with the earlier
+(``3-2-2``), which builds the study's pattern for them: add the next sub-model with the earlier
 ones frozen for 100 epochs, then train everything for 100; the last full stage runs 300.
 """
 
@@ -131,7 +131,7 @@ def _nums(text: str, what: str) -> tuple[int, ...]:
 
 
 def default_schedule(sizes: tuple[int, ...], epochs: int = 100, last_epochs: int = 300) -> StageTable:
-    """SPEC §4.6's pattern for any split: add a sub-model (earlier ones frozen), then unfreeze."""
+    """docs/study.md §4.6's pattern for any split: add a sub-model (earlier ones frozen), then unfreeze."""
     stages = [Stage(1, (1,), (), epochs)]
     for k in range(2, len(sizes) + 1):
         stack = tuple(range(1, k + 1))
@@ -180,7 +180,7 @@ def from_dict(d: dict) -> StageTable:
 
 
 def load_table(spec: str | None) -> StageTable:
-    """``None``/"default" → SPEC §4.6; a path to a .json file; or a compact string."""
+    """``None``/"default" → docs/study.md §4.6; a path to a .json file; or a compact string."""
     if spec is None or spec == "default":
         return parse_compact(SPEC_TABLE_STRING)
     if spec.endswith(".json"):

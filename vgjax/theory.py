@@ -378,8 +378,15 @@ class Net:
         if config.norm != "none" or config.skips or config.dropout:
             raise ValueError("the mean-field theory here covers plain MLPs (no normalisation, "
                              "skip paths or dropout)")
-        return cls.make(config.activation, config.depth, config.width, config.init,
-                        config.init_std, config.init_scale, config.beta)
+        net = cls.make(config.activation, config.depth, config.width, config.init,
+                       config.init_std, config.init_scale, config.beta)
+        if config.output_init == "hidden":
+            return net
+        # the output layer has its own initializer (Keras' Glorot-uniform by default), with
+        # Keras' default arguments as vgjax.models.build_model gives it
+        fan_in = config.width if config.depth else 784
+        out_std = equivalent_std(config.output_init, fan_in, 10, 0.05, 1.0)
+        return dataclasses.replace(net, stds=net.stds[:-1] + (out_std,))
 
 
 # --------------------------------------------------------------------------------------------
