@@ -21,7 +21,8 @@ from pathlib import Path
 # chance; "chance" when no seed left it; anything else is "partly" (some seeds escaped).
 LEARNS_ACCURACY = 0.5
 LEARNS_FRACTION = 0.5
-PIVOT_AXES = ("batch_size", "depth", "width", "activation", "optimizer", "init_std", "lr", "beta")
+PIVOT_AXES = ("batch_size", "depth", "width", "activation", "optimizer", "init_draw", "output_init", "bias_init",
+              "init_std", "lr", "beta")
 
 
 def is_sweep_dir(path: str | Path) -> bool:
