@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from tests.test_stage_boundaries import assert_tree_equal, np_tree
 from tests.test_train import synthetic
 from vgjax.config import Config
 from vgjax.runlog import RunDir
@@ -24,14 +25,6 @@ CFG = Config(stages="1-1 | 1:2 | 1+2:2", optimizer="adam", lr=0.01, width=8, bat
 STEPS_PER_EPOCH = 3  # 48 images at batch 16
 
 
-def np_tree(tree):
-    return jax.tree_util.tree_map(np.asarray, tree)
-
-
-def assert_tree_equal(a, b, what):
-    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b), what
-    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves(b)):
-        np.testing.assert_array_equal(x, y, err_msg=f"{what} {jax.tree_util.keystr(path)}")
 
 
 def adam_states(opt_state):
