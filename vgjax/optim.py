@@ -7,7 +7,7 @@ The study's optimizers follow Keras' formulas (docs/study.md, "Framework semanti
   ``w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``. Optax's form (epsilon added
   after the correction, as in PyTorch) is ``adam_optax``. With gradients near epsilon, as in a
   vanishing network, the two differ: Keras' effective epsilon is ``eps / sqrt(1 - b2^t)``, about
-  30x larger at step 1 (docs/results.md, "Keras' Adam against optax's").
+  30x larger at step 1 (measured in docs/results.md, "Parity with Keras").
 - ``rmsprop`` is Keras' RMSprop: ``w -= lr * g / sqrt(v + eps)`` (epsilon inside the root).
 """
 
@@ -35,8 +35,9 @@ def keras_adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1
     """Keras' Adam, operation for operation (``keras.optimizers.Adam.update_step``, float32)."""
 
     def init(params):
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return KerasAdamState(jnp.zeros((), jnp.int32), zeros, jax.tree_util.tree_map(jnp.zeros_like, params))
+        # two separate trees: the jitted epoch donates the state, and one buffer cannot be donated twice
+        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)  # noqa: E731
+        return KerasAdamState(jnp.zeros((), jnp.int32), zeros(), zeros())
 
     def update(grads, state, params=None):
         del params

@@ -176,8 +176,9 @@ def _restore_newest(config: Config, table: stages_lib.StageTable, ckpt: Checkpoi
     failed: list[tuple[int, str]] = []
     for step in sorted(ckpt.steps(), reverse=True):
         try:
-            si = table.stages.index(_checkpoint_stage(table, step))
-            setup = setup_stage(config, table, table.stages[si], None, diagnostics)
+            stage = _checkpoint_stage(table, step)
+            si = table.stages.index(stage)
+            setup = setup_stage(config, table, stage, None, diagnostics)
             setup.state = ckpt.restore(step, like=setup.state)
         except CheckpointDamaged as e:  # its files are not the ones saved: orbax is not asked
             failed.append((step, str(e)))

@@ -380,12 +380,12 @@ class Net:
                              "skip paths or dropout)")
         net = cls.make(config.activation, config.depth, config.width, config.init,
                        config.init_std, config.init_scale, config.beta)
-        if config.output_init == "hidden":
+        if config.output_init == "hidden":  # vgjax.config.OUTPUT_INIT_HIDDEN (this module imports no jax)
             return net
         # the output layer has its own initializer (Keras' Glorot-uniform by default), with
         # Keras' default arguments as vgjax.models.build_model gives it
-        fan_in = config.width if config.depth else 784
-        out_std = equivalent_std(config.output_init, fan_in, 10, 0.05, 1.0)
+        fan_in, fan_out = layer_fans(config.depth, config.width)[-1]
+        out_std = equivalent_std(config.output_init, fan_in, fan_out, 0.05, 1.0)
         return dataclasses.replace(net, stds=net.stds[:-1] + (out_std,))
 
 
