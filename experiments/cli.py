@@ -9,13 +9,11 @@ import sys
 import time
 from typing import NoReturn
 
+from vgjax import config as config_mod
+
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """A mistake in what the user asked for: reported as one line, exit status 2."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -163,3 +161,69 @@ class EpochPrinter:
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+# ----------------------------------------------------------------------------- Config flags
+
+_FLAG_TYPES = {"int": int, "float": finite_float, "str": str}
+
+
+def _skips(text: str):
+    try:
+        return config_mod.parse_skips(text)
+    except config_mod.ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def config_flag(field_name: str) -> str | None:
+    """The flag of a Config field (``--field-name``, ``--no-diagnostics``, ...); None: it has none."""
+    field = next(f for f in config_mod.fields() if f.name == field_name)
+    flag = field.metadata["flag"]
+    return None if flag is None else (flag or "--" + field.name.replace("_", "-"))
+
+
+def add_config_flags(parser: argparse.ArgumentParser, groups=config_mod.GROUPS, exclude=(),
+                     note: str = "the method's") -> list[str]:
+    """One flag per Config field of ``groups`` (an argument group each), default None (= not
+    given); returns the fields that got one. Boolean fields get a switch away from the default."""
+    added = []
+    for group in groups:
+        g = parser.add_argument_group(f"{group} settings")
+        for f in config_mod.fields(group):
+            flag = config_flag(f.name)
+            if flag is None or f.name in exclude:
+                continue
+            kw = {"dest": f.name, "default": None, "help": f.metadata["help"]}
+            if f.type == "bool":
+                g.add_argument(flag, action="store_const", const=not f.default, **kw)
+            else:
+                typ = _skips if f.name == "skips" else _FLAG_TYPES[f.type.replace(" | None", "")]
+                g.add_argument(flag, type=typ, **{**kw, "help": f"{kw['help']} [default: {note}]"})
+            added.append(f.name)
+    return added
+
+
+def config_overrides(args: argparse.Namespace, names=None) -> dict:
+    """The Config fields the user gave on the command line (those not None)."""
+    flagged = [f.name for f in config_mod.fields() if config_flag(f.name)]
+    names = flagged if names is None else [n for n in names if n in flagged]
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def run_flag(dest: str, value) -> list[str]:
+    """A setting as the command-line words that give it (a Config field's flag, or ``--dest``)."""
+    flag = (config_flag(dest) if dest in {f.name for f in config_mod.fields()} else None) or "--" + dest.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag]
+    if dest == "skips":
+        return [flag, ",".join(f"{a}-{b}" for a, b in value) or "none"]
+    return [flag, str(value)]
+
+
+def config_error(e: "config_mod.ConfigError", given: dict) -> NoReturn:
+    """A ConfigError as one line naming the flag at fault when the user gave it."""
+    if e.field in given and config_flag(e.field):
+        value = given[e.field]
+        shown = "" if isinstance(value, bool) else f" {value}"
+        fail(f"{config_flag(e.field)}{shown}: {e}")
+    fail(str(e))

@@ -44,11 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DONE_STATUSES = ("finished", "diverged", "stopped")
 PROTOCOL_EPOCHS = 300  # the seed protocol's epochs (and the staged schedule's last stage)
 
-# suite flag -> experiments.run flag, type (every one optional, passed only when given)
-COMMON = {
-    "epochs": int, "train_limit": int, "batch_size": int, "seed": int, "lr": float,
-    "epochs_scale": float, "checkpoint_every": int, "data_dir": str, "data_source": str,
-}
+# experiments.run flags besides the Config fields' (cli.add_config_flags), passed only when given
+COMMON = {"data_dir": str, "data_source": str}
 
 
 def build_parser() -> cli.Parser:
@@ -69,7 +66,7 @@ def build_parser() -> cli.Parser:
     for dest, typ in COMMON.items():
         p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=typ, default=None,
                        help=f"passed to every run as --{dest.replace('_', '-')}")
-    p.add_argument("--no-diagnostics", action="store_true", help="passed to every run")
+    cli.add_config_flags(p, note="each method's; passed to every run")
     p.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between progress updates")
     return p
@@ -136,10 +133,8 @@ def run_overrides(method: str, args) -> dict:
     """The shared settings given to the suite, as one method's run receives them: ``--epochs E``
     reaches a staged method as ``--epochs-scale E/300`` (unless ``--epochs-scale`` is given)."""
     out = {}
-    for dest in COMMON:
-        value = getattr(args, dest)
-        if value is None:
-            continue
+    given = {**cli.config_overrides(args), **{k: getattr(args, k) for k in COMMON if getattr(args, k) is not None}}
+    for dest, value in given.items():
         if dest == "epochs" and is_staged(method):
             if args.epochs_scale is None:
                 out["epochs_scale"] = value / PROTOCOL_EPOCHS
@@ -152,9 +147,7 @@ def run_flags(method: str, args) -> list[str]:
     """The experiments.run flags shared by the suite's runs, adapted to the method."""
     flags = []
     for dest, value in run_overrides(method, args).items():
-        flags += ["--" + dest.replace("_", "-"), str(value)]
-    if args.no_diagnostics:
-        flags.append("--no-diagnostics")
+        flags += cli.run_flag(dest, value)
     return flags
 
 

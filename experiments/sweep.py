@@ -22,10 +22,15 @@ import warnings
 from pathlib import Path
 
 from experiments import cli
+from vgjax.config import fields as config_fields
 
 # one program per combination
 DISCRETE = ("depth", "width", "activation", "optimizer", "batch_size", "init_draw", "output_init", "bias_init")
 SETTING_COLUMNS = ("method", *DISCRETE, "init_std", "lr", "beta")
+# Config fields that are swept (above), set by the sweep's own flags, or have no meaning in a sweep;
+# every other model, optimizer and protocol field has a single-valued flag
+NOT_FIXED = (*DISCRETE, "init_std", "lr", "beta", "seed", "epochs", "train_limit", "stages", "epochs_scale",
+             "stage_output")
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -63,6 +68,8 @@ def build_parser() -> cli.Parser:
     p.add_argument("--out", default=None, help="output directory [default: runs/sweeps/<name>]")
     p.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files")
     p.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory")
+    cli.add_config_flags(p, groups=("model", "optimizer", "protocol"), exclude=NOT_FIXED,
+                         note="the method's; one value for the whole sweep")
     return p
 
 
@@ -86,11 +93,12 @@ def build_specs(args: argparse.Namespace) -> list:
     from vgjax.sweep import SweepSpec, validate_spec
 
     specs = []
+    fixed = cli.config_overrides(args, [f.name for f in config_fields() if f.name not in NOT_FIXED])
     try:
         lists = [getattr(args, k) or [None] for k in DISCRETE]
         for method, *values in itertools.product(args.method, *lists):
             config = get_config(method, epochs=args.epochs, train_limit=args.train_limit, diagnostics=False,
-                                **dict(zip(DISCRETE, values)))
+                                **fixed, **dict(zip(DISCRETE, values)))
             spec = SweepSpec(config, tuple(args.init_std or ()), tuple(args.lr or ()), tuple(args.beta or ()),
                              tuple(range(args.seeds)))
             validate_spec(spec)

@@ -22,6 +22,7 @@ import pytest
 from experiments import evaluate as evaluate_cli
 from experiments import report as report_cli
 from experiments import run as run_cli
+from experiments import run_args
 from vgjax import runlock
 from vgjax.runlog import MARKER_NAME, RunDir, read_history
 
@@ -195,7 +196,7 @@ def test_staged_depth_is_the_tables_and_a_json_table_is_recorded_by_content(tmp_
     table.write_text(json.dumps({"sizes": [2, 1], "stages": [{"stacked": [1], "epochs": 3},
                                                              {"stacked": [1, 2], "frozen": [1], "epochs": 4}]}))
     args = run_cli.build_parser().parse_args(["--method", "freeze", "--stages", str(table)])
-    config = run_cli.config_from_args(args)
+    config = run_args.config_from_args(args)
     assert config.depth == 3  # not the method's 7
     assert config.stages == "2-1 | 1:3 | 1+2:4:1"  # the table itself, not the path
     from vgjax import stages

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -87,16 +86,28 @@ def test_existing_runs_need_resume_or_overwrite(tmp_path, capsys):
     assert not (tmp_path / "tanh").exists()
 
 
-def args_ns(**kw):
-    base = {dest: None for dest in suite.COMMON}
-    base.update(no_diagnostics=False, **kw)
-    return SimpleNamespace(**base)
+def args_ns(*argv):
+    return suite.build_parser().parse_args(list(argv))
 
 
 def test_staged_methods_get_the_epochs_as_a_scale():
-    assert suite.run_flags("relu", args_ns(epochs=30, train_limit=500)) == ["--epochs", "30", "--train-limit", "500"]
-    assert suite.run_flags("freeze", args_ns(epochs=30)) == ["--epochs-scale", "0.1"]
-    assert suite.run_flags("freeze", args_ns(epochs=30, epochs_scale=0.5)) == ["--epochs-scale", "0.5"]
+    assert suite.run_flags("relu", args_ns("--epochs", "30", "--train-limit", "500")) == \
+        ["--epochs", "30", "--train-limit", "500"]
+    assert suite.run_flags("freeze", args_ns("--epochs", "30")) == ["--epochs-scale", "0.1"]
+    assert suite.run_flags("freeze", args_ns("--epochs", "30", "--epochs-scale", "0.5")) == ["--epochs-scale", "0.5"]
+
+
+def test_every_config_field_given_to_the_suite_reaches_each_run_as_run_parses_it():
+    """The suite's flags are built from the Config fields, like experiments.run's: what the suite
+    passes on parses, in experiments.run, to the same values."""
+    from experiments import run as run_cli
+
+    argv = ["--momentum", "0.5", "--no-diagnostics", "--skips", "1-3,4-7", "--weight-decay", "0.01",
+            "--early-stop", "val_loss", "--restore-best", "--data-dir", "/data"]
+    flags = suite.run_flags("relu", args_ns(*argv))
+    parsed = run_cli.build_parser().parse_args(flags)
+    assert (parsed.momentum, parsed.diagnostics, parsed.skips, parsed.weight_decay) == (0.5, False, ((1, 3), (4, 7)), 0.01)
+    assert (parsed.early_stop, parsed.restore_best, parsed.data_dir) == ("val_loss", True, "/data")
 
 
 def test_default_methods_are_spec_3_and_4():
@@ -136,8 +147,8 @@ def test_the_most_expensive_methods_start_first():
     assert suite.estimated_cost("baseline_7", args) == 300 * 10
     # freeze: 100 epochs at 2, 4 (twice), 6 (twice), 7 hidden layers, then 300 at 7
     assert suite.estimated_cost("freeze", args) == 100 * (5 + 7 + 7 + 9 + 9 + 10) + 300 * 10
-    assert suite.estimated_cost("freeze", args_ns(epochs=30)) == 10 * (5 + 7 + 7 + 9 + 9 + 10) + 30 * 10
-    assert suite.estimated_cost("relu", args_ns(epochs=30)) == 30 * 10
+    assert suite.estimated_cost("freeze", args_ns("--epochs", "30")) == 10 * (5 + 7 + 7 + 9 + 9 + 10) + 30 * 10
+    assert suite.estimated_cost("relu", args_ns("--epochs", "30")) == 30 * 10
     methods = ["baseline_3", "optimizers_sgd", "baseline_7", "freeze", "relu"]
     jobs = [suite.Job(m, Path(m), [], "run", Path(m + ".log")) for m in methods]
     suite.order_jobs(jobs, args)

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers as jinit
 
+from vgjax.config import NAMES, check_name, register_name
+
 Initializer = Callable[..., jax.Array]
 
 
@@ -44,16 +46,15 @@ _FACTORIES: dict[str, Callable[[float, float], Initializer]] = {
     "constant": lambda std, scale: jinit.constant(scale),
 }
 
-INITIALIZERS = tuple(_FACTORIES)
-
 
 def register_initializer(name: str, factory: Callable[[float, float], Initializer]) -> None:
     """Make a user-defined initializer selectable by name; ``factory(std, scale)`` -> initializer."""
     _FACTORIES[name] = factory
+    register_name("initializer", name)
 
 
 def initializer_names() -> tuple[str, ...]:
-    return tuple(_FACTORIES)
+    return tuple(NAMES["initializer"])
 
 
 def torch_bias(fan_in: int) -> Initializer:
@@ -76,6 +77,5 @@ def shared_draw(init: Initializer, key: jax.Array) -> Initializer:
 
 
 def make_initializer(name: str, std: float = 0.05, scale: float = 1.0) -> Initializer:
-    if name not in _FACTORIES:
-        raise ValueError(f"unknown initializer {name!r}; choose from {', '.join(_FACTORIES)}")
+    check_name("initializer", name)
     return _FACTORIES[name](std, scale)

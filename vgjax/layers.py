@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vgjax.config import check_name
+
 Activation = Callable[[jax.Array, jax.Array | float], jax.Array]
 
 
@@ -61,8 +63,7 @@ ACTIVATIONS: dict[str, Activation] = {
 
 
 def get_activation(name: str) -> Activation:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
+    check_name("activation", name)
     return ACTIVATIONS[name]
 
 

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vgjax.config import Config, ConfigError
+from vgjax import scratch
+from vgjax.config import NAMES, Config, ConfigError, check_name, register_name
 
 # name -> (config, learning_rate) -> GradientTransformation. learning_rate may be a traced
 # scalar (sweeps pass it through optax.inject_hyperparams).
@@ -66,30 +67,23 @@ _FACTORIES: dict[str, Factory] = {
 }
 
 
-def _register_scratch() -> None:
-    """The from-scratch optimizers of docs/study.md §5 (``scratch_gd`` …) from :mod:`vgjax.scratch`."""
-    try:
-        from vgjax import scratch
-    except ImportError:  # pragma: no cover - scratch.py is part of the package
-        return
-    for name, make in scratch.OPTIMIZERS.items():
-        _FACTORIES.setdefault(name, lambda c, lr, make=make: make(learning_rate=lr))
-
-
-_register_scratch()
+# the from-scratch optimizers of docs/study.md §5 (``scratch_gd`` …) from :mod:`vgjax.scratch`
+for _name, _make in scratch.OPTIMIZERS.items():
+    _FACTORIES[_name] = lambda c, lr, make=_make: make(learning_rate=lr)
 
 
 def optimizer_names() -> tuple[str, ...]:
-    return tuple(_FACTORIES)
+    return tuple(NAMES["optimizer"])
 
 
 def register_optimizer(name: str, factory: Factory) -> None:
+    """Make a user-defined optimizer selectable by name (``--optimizer NAME``)."""
     _FACTORIES[name] = factory
+    register_name("optimizer", name)
 
 
 def make_base_optimizer(config: Config, learning_rate=None) -> optax.GradientTransformation:
-    if config.optimizer not in _FACTORIES:
-        raise ConfigError(f"unknown optimizer {config.optimizer!r}; choose from {', '.join(_FACTORIES)}")
+    check_name("optimizer", config.optimizer)
     lr = config.lr if learning_rate is None else learning_rate
     return _FACTORIES[config.optimizer](config, lr)
 

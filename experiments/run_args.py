@@ -1,0 +1,152 @@
+"""Turning ``experiments.run``'s flags into the run's Config: the method's settings, the flags
+given (one per Config field), a JSON stage table read strictly, and ``--init-from`` checked
+against the model it will initialise. Every problem is one line and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jax
+
+from experiments import cli
+from experiments.configs import METHODS, get_config
+from vgjax import stages
+from vgjax.config import ConfigError
+from vgjax.models import build_model, init_variables
+from vgjax.runner import load_saved_state, saved_model_problem, stage_table
+
+MAX_EPOCHS = 1_000_000  # more than any run could train: a larger number is a typo
+
+
+def config_from_args(args):
+    """The run's Config from the method and the flags given; a bad combination is one line, exit 2."""
+    overrides = cli.config_overrides(args)
+    method = METHODS.get(args.method)
+    if method is None:
+        try:
+            return get_config(args.method)  # ConfigError: unknown method
+        except ConfigError as e:
+            cli.fail(str(e))
+    if args.stages is not None or "stages" in method.changes:
+        _staged_overrides(args, method, overrides)
+    elif args.epochs_scale is not None:
+        cli.fail("--epochs-scale applies to staged training only (--stages or --method freeze); use --epochs")
+    if args.init_from is not None:
+        problem = saved_model_problem(args.init_from)
+        if problem:
+            cli.fail(f"--init-from {args.init_from}: {problem}")
+        overrides["init_from"] = str(Path(args.init_from).resolve())
+    try:
+        config = get_config(args.method, **overrides)
+        total = stage_table(config).total_epochs  # validates the table
+    except ConfigError as e:
+        cli.config_error(e, overrides)
+    if total > MAX_EPOCHS:
+        cli.fail(f"the run would train {total:.3g} epochs (more than {MAX_EPOCHS:,}); check --epochs / --epochs-scale")
+    return config
+
+
+def _staged_overrides(args, method, overrides: dict) -> None:
+    """Staged training: the table sets every stage's epochs and the depth."""
+    if args.epochs is not None:
+        cli.fail("--epochs does not apply to staged training: its table sets every stage's epochs "
+                 "(scale them with --epochs-scale)")
+    try:
+        if args.stages is not None:
+            overrides["stages"] = stages_content(args.stages)
+        table = stages.load_table(overrides.get("stages") or method.changes["stages"])
+    except ConfigError as e:
+        cli.fail(str(e))
+    if args.depth is not None and args.depth != table.depth:
+        cli.fail(f"--depth {args.depth} does not match the stage table, which stacks {table.depth} hidden "
+                 f"layers ({'-'.join(str(n) for n in table.sizes)}): the table sets the depth")
+    overrides["depth"] = table.depth
+    if overrides.get("skips") or method.changes.get("skips"):
+        cli.fail("skip paths (--skips) cannot be combined with staged training (--stages): the early "
+                 "stages stack fewer layers than the paths join")
+
+
+def check_init_from(config) -> None:
+    """--init-from: the saved model loads, and every layer it shares with this run has its shape."""
+    try:
+        _, _, state, _ = load_saved_state(config.init_from)
+    except Exception as e:  # a damaged run: config, checkpoint files (orbax raises many kinds)
+        cli.fail(f"--init-from {config.init_from}: its saved model does not load ({cli.one_line(e)})")
+    table = stage_table(config)
+    model = build_model(config.replace(depth=table.stage_depth(table.stages[0]), init_from=None))
+    fresh = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0)))["params"]
+    shape = lambda tree: [tuple(x.shape) for x in jax.tree_util.tree_leaves(tree)]  # noqa: E731
+    shared = [n for n in state.params if n in fresh]
+    bad = [n for n in shared if shape(state.params[n]) != shape(fresh[n])]
+    if bad:
+        kernel = lambda tree: "×".join(str(d) for d in tree["kernel"].shape) if "kernel" in tree else "?"  # noqa
+        cli.fail(f"--init-from {config.init_from}: its layer {bad[0]} is {kernel(state.params[bad[0]])}, this run's "
+                 f"is {kernel(fresh[bad[0]])} ({len(bad)} layer(s) differ): use the same --width and model")
+    if not shared:
+        cli.fail(f"--init-from {config.init_from}: none of its layers is in this run's model")
+
+
+def stages_content(spec: str) -> str:
+    """A JSON stage-table file as the equivalent compact table string, so that config.json records
+    the table itself (what the run depends on), not a path whose file may change. Strict: the
+    file must be UTF-8 JSON with whole numbers only and no unknown keys."""
+    if not spec.endswith(".json"):
+        return spec
+    try:
+        data = Path(spec).read_bytes()
+    except OSError as e:
+        cli.fail(f"--stages {spec}: cannot read the stage table ({e.strerror})")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        cli.fail(f"--stages {spec}: the stage table is not UTF-8 text (byte {e.start})")
+
+    def finite(token: str) -> float:
+        value = float(token)
+        if not math.isfinite(value):
+            raise ValueError(f"the number {token} is out of range")
+        return value
+
+    def constant(token: str):
+        raise ValueError(f"{token} is not a number")
+
+    try:
+        d = json.loads(text, parse_float=finite, parse_constant=constant)
+    except json.JSONDecodeError as e:
+        cli.fail(f"--stages {spec}: the stage table is not valid JSON ({e.msg}, line {e.lineno})")
+    except ValueError as e:
+        cli.fail(f"--stages {spec}: {e}")
+
+    def whole_list(v, where: str) -> None:
+        if not isinstance(v, list):
+            cli.fail(f"--stages {spec}: {where} must be a list of whole numbers, got {json.dumps(v)}")
+        for i, x in enumerate(v):
+            whole(x, f"{where}[{i}]")
+
+    def whole(v, where: str) -> None:
+        if type(v) is not int:
+            cli.fail(f"--stages {spec}: {where} must be a whole number, got {json.dumps(v)}")
+
+    if not isinstance(d, dict) or set(d) != {"sizes", "stages"}:
+        cli.fail(f"--stages {spec}: a JSON stage table is an object with exactly the keys 'sizes' and 'stages'")
+    whole_list(d["sizes"], "sizes")
+    if not isinstance(d["stages"], list):
+        cli.fail(f"--stages {spec}: 'stages' must be a list of stages")
+    for i, st in enumerate(d["stages"]):
+        where = f"stages[{i}]"
+        if not isinstance(st, dict) or not {"stacked", "epochs"} <= set(st) <= {"stacked", "frozen", "epochs"}:
+            cli.fail(f"--stages {spec}: {where} must be an object with 'stacked', 'epochs' and optionally 'frozen'")
+        whole_list(st["stacked"], f"{where}.stacked")
+        whole_list(st.get("frozen", []), f"{where}.frozen")
+        whole(st["epochs"], f"{where}.epochs")
+    table = stages.from_dict(d)  # ConfigError for what the table means
+    return compact_table(table)
+
+
+def compact_table(table) -> str:
+    """A stage table as the compact string ``sizes | stacked:epochs[:frozen] | ...``."""
+    join = lambda ks: "+".join(str(k) for k in ks)  # noqa: E731
+    entries = [f"{join(s.stacked)}:{s.epochs}" + (f":{join(s.frozen)}" if s.frozen else "") for s in table.stages]
+    return " | ".join(["-".join(str(n) for n in table.sizes), *entries])

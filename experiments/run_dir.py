@@ -1,0 +1,95 @@
+"""The run directory of ``experiments.run``: what ``--out`` holds decides what the run may do
+(start, replace with ``--overwrite``, continue with ``--resume``), decided from its files
+before anything is written; every refusal is one line (see README, "Run directories you can trust")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from experiments import cli
+from vgjax import runlock
+from vgjax.config import Config
+from vgjax.runlog import MARKER_NAME, RunDir, read_json
+from vgjax.runner import stage_table
+
+
+def _checkpoint_epochs(config, table, epochs) -> list[int]:
+    """Of ``epochs``, those at which the run saves a checkpoint."""
+    ends = {last for _, last in table.boundaries()}
+    every = config.checkpoint_every
+    return [e for e in epochs if e in ends or (every and e % every == 0)]
+
+
+def inspect_run_dir(path: Path, config, resume: bool, overwrite: bool) -> str:
+    """What to do with ``path``, deciding from its files only (nothing is written):
+    'new', 'overwrite', 'resume', 'restart' (resume of a run stopped before its first checkpoint)
+    or 'done' (resume of a complete run). Every refusal is one line and exit 2 (3: diverged)."""
+    if path.exists() and not path.is_dir():
+        cli.fail(f"--out {path} is a file, not a directory")
+    holder = runlock.live_holder(path) if path.is_dir() else None
+    if holder:
+        cli.fail(f"{path} is in use by a live run ({holder}); wait for it to end or stop it, or use another --out")
+    rd = RunDir(path)
+    present = [n for n in rd.run_files() if n != MARKER_NAME] if path.is_dir() else []
+    if not present:
+        if resume:
+            why = "no such directory" if not path.exists() else "no run files in it"
+            cli.fail(f"--resume: {path} holds no run to resume ({why}); run without --resume to start one")
+        return "new"
+    if not rd.is_vgjax_run():
+        cli.fail(f"{path} holds {', '.join(present)} but is not a vgjax run (no {MARKER_NAME} marker, no vgjax "
+                 f"config.json): nothing there is replaced; choose another --out")
+    status = rd.status()
+    if status == "diverged":
+        if resume:
+            epoch = (read_json(rd.summary_path) or {}).get("diverged_epoch", "?")
+            cli.fail(f"{path} holds a run that diverged at epoch {epoch}: there is nothing to resume; start over "
+                     f"with --overwrite (e.g. with a smaller --lr)", cli.EXIT_DIVERGED)
+        if not overwrite:
+            cli.fail(f"{path} holds a diverged run; use --overwrite to replace it or --out for another directory")
+        return "overwrite"
+    if status in ("finished", "stopped"):
+        if resume:
+            return "done"
+        if not overwrite:
+            cli.fail(f"{path} holds a finished run; use --overwrite to replace it or --out for another directory")
+        return "overwrite"
+    if overwrite:
+        return "overwrite"
+    if not resume:
+        cli.fail(f"{path} holds an unfinished run; use --resume to continue it or --overwrite to start over")
+    try:
+        saved = Config.from_dict(read_json(rd.config_path)).to_dict()
+    except Exception as e:  # missing, damaged, or not a config any more
+        cli.fail(f"cannot resume {path}: its config.json cannot be used ({cli.one_line(e)}); start over with --overwrite")
+    now = config.to_dict()
+    changed = [k for k in now if saved.get(k) != now[k]]
+    if changed:
+        what = "; ".join(f"{k} {json.dumps(saved.get(k))} -> {json.dumps(now[k])}" for k in changed[:4])
+        cli.fail(f"cannot resume {path}: it was started with other settings ({what}); resume with the same "
+                 f"flags and inputs, or start over with --overwrite")
+    ckdir = rd.checkpoint_dir
+    if ckdir.is_dir() and any(p.name.isdigit() for p in ckdir.iterdir()):
+        return "resume"
+    rows = rd.history()
+    table = stage_table(config)
+    saved_at = _checkpoint_epochs(config, table, [r["epoch"] for r in rows if isinstance(r.get("epoch"), int)])
+    if saved_at:
+        cli.fail(f"cannot resume {path}: {ckdir} holds no checkpoint, though one was saved at epoch {saved_at[-1]}; "
+                 f"start over with --overwrite")
+    return "restart"
+
+
+def prepare_run_dir(path: Path, action: str, config):
+    """Carry out ``action`` (from :func:`inspect_run_dir`) on the locked directory."""
+    run_dir = RunDir(path)
+    try:
+        if action in ("new", "overwrite"):
+            run_dir.clear()  # only what a run writes: other files in the directory stay
+            run_dir.create(config.to_dict())
+        else:
+            run_dir.mark()
+    except OSError as e:
+        cli.fail(f"cannot write the run directory {path}: {e.strerror}")
+    return run_dir
