@@ -7,9 +7,15 @@ import math
 import signal
 import sys
 import time
+import warnings
 from typing import NoReturn
 
+from absl import logging as absl_logging  # installed with orbax
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from vgjax import config as config_mod
+from vgjax import data
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
@@ -57,15 +63,9 @@ def threads_count(text: str) -> int:
 def one_line_warnings() -> None:
     """Show warnings as ``warning: MESSAGE`` lines (no source line, no file position), and
     silence orbax's informational logging."""
-    import warnings
-
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
-    try:  # orbax logs its own notes through absl ("WARNING:absl:..."): the CLIs say what matters
-        from absl import logging as absl_logging
-
-        absl_logging.set_verbosity(absl_logging.ERROR)
-    except ImportError:
-        pass
+    # orbax logs its own notes through absl ("WARNING:absl:..."): the CLIs say what matters
+    absl_logging.set_verbosity(absl_logging.ERROR)
 
 
 def one_line(e: BaseException) -> str:
@@ -113,8 +113,6 @@ def name_list(text: str) -> list[str]:
 
 def load_data(data_dir: str | None, source: str):
     """Fashion-MNIST as numpy arrays; a data problem becomes one clear line and exit 2."""
-    from vgjax import data
-
     try:
         return data.load(data_dir, source=source)
     except data.DataError as e:
@@ -125,16 +123,11 @@ class EpochPrinter:
     """Progress for one run: a rich bar on a terminal, a plain line per epoch otherwise."""
 
     def __init__(self, title: str, total_epochs: int, done: int = 0, every: int = 1):
-        from rich.console import Console
-
         self.console = Console(stderr=True)
         self.title, self.total, self.every = title, total_epochs, max(every, 1)
         self.start, self.start_done = time.perf_counter(), done
         self._progress = None
         if self.console.is_terminal:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeRemainingColumn)
-
             self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                       MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"),
                                       TimeRemainingColumn(), console=self.console)
