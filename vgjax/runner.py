@@ -16,8 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
-import jax
-
+from vgjax import keys
 from vgjax import stages as stages_lib
 from vgjax.checkpoint import CheckpointDamaged, Checkpoints
 from vgjax.config import Config
@@ -65,14 +64,12 @@ def setup_stage(config: Config, table: stages_lib.StageTable, stage: stages_lib.
     if previous is None and config.init_from and stage.index == 1:
         previous = load_saved_state(config.init_from)[2]
     model = build_model(config.replace(depth=table.stage_depth(stage)))
-    key = shared_key = jax.random.PRNGKey(config.seed)
-    if config.stages is not None:
-        key = jax.random.fold_in(key, stage.index)
-    init_key, _ = jax.random.split(key)
+    staged = config.stages is not None
+    key = keys.stage_key(config.seed, stage.index if staged else None)
     # staged: every stage's model draws the shared hidden kernels from the seed alone, as the
     # original's sub-models all share one initializer object
-    shared = jax.random.split(shared_key)[0] if config.stages is not None else None
-    fresh = init_variables(model, init_key, shared)
+    shared = keys.shared_init_key(config.seed) if staged else None
+    fresh = init_variables(model, keys.init_key(key), shared)
     keep_output = config.stage_output == "keep" or config.stages is None
     params = stages_lib.carry_over(fresh["params"], previous.params if previous else None, keep_output)
     stats = stages_lib.carry_over(fresh.get("batch_stats", {}), previous.batch_stats if previous else None)

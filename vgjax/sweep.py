@@ -46,6 +46,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from vgjax import keys
 from vgjax.config import OUTPUT_INIT_HIDDEN, Config, ConfigError
 from vgjax.models import INPUT_DIM, NUM_CLASSES, build_model, init_variables
 from vgjax.optim import make_base_optimizer
@@ -166,8 +167,7 @@ class SweepProgram:
 
     def unit_variables(self, seed: jax.Array) -> dict:
         """The variables ``create_train_state(model, tx, PRNGKey(seed))`` initialises, at std 1."""
-        init_key, _ = jax.random.split(jax.random.PRNGKey(seed))  # the split create_train_state makes
-        return dict(init_variables(self.engine.model, init_key))
+        return dict(init_variables(self.engine.model, keys.init_key(keys.seed_key(seed))))
 
     def member_state(self, variables: dict, hp: dict[str, jax.Array]) -> TrainState:
         """The member's state from its std-1 variables: kernels times std, lr and beta set."""
@@ -175,7 +175,7 @@ class SweepProgram:
             output = self.config.output_init == OUTPUT_INIT_HIDDEN
             variables = {**variables, "params": scale_kernels(variables["params"], hp["init_std"], output)}
         tx = sweep_optimizer(self.config, hp["lr"])
-        state = create_train_state(self.engine.model, tx, jax.random.PRNGKey(hp["seed"]), variables)
+        state = create_train_state(self.engine.model, tx, keys.seed_key(hp["seed"]), variables)
         return state.replace(hparams={**state.hparams, "beta": jnp.asarray(hp["beta"], jnp.float32)})
 
     def init_member(self, hp: dict[str, jax.Array]) -> TrainState:

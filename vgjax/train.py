@@ -1,7 +1,7 @@
 """The training engine: a train state, one jitted epoch as a ``lax.scan``, evaluation, ``fit``.
 
 Data sits on the device as uint8 for the whole run; each epoch shuffles with a key folded from
-the run key and the epoch number, scans over minibatches and scales pixels to [0, 1] per batch.
+the run key and the epoch number (:mod:`vgjax.keys`), scans over minibatches and scales pixels to [0, 1] per batch.
 The last minibatch of an epoch may be partial (Keras semantics): it is padded to full size and
 masked, so its loss, gradient and BatchNorm statistics count only the real rows.
 """
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vgjax import keys
 from vgjax.config import Config
 from vgjax.models import MLP, init_variables
 
@@ -37,8 +38,8 @@ class TrainState:
 
 def create_train_state(model: MLP, tx: optax.GradientTransformation, key: jax.Array,
                        variables: dict | None = None) -> TrainState:
-    """A fresh state; the init key and the run key are split from ``key``."""
-    init_key, run_key = jax.random.split(key)
+    """A fresh state; the init key and the run key are split from ``key`` (:mod:`vgjax.keys`)."""
+    init_key, run_key = keys.init_and_run_keys(key)
     if variables is None:
         variables = init_variables(model, init_key)
     params = variables["params"]
@@ -147,15 +148,14 @@ class Engine:
     def epoch(self, state: TrainState, x_u8: jax.Array, y: jax.Array):
         """One pass over the training set; returns the new state and the epoch's metrics."""
         n = x_u8.shape[0]
-        epoch_key = jax.random.fold_in(state.key, state.epoch)
-        perm = jax.random.permutation(jax.random.fold_in(epoch_key, 0), n)
+        epoch_key = keys.epoch_key(state.key, state.epoch)
+        perm = jax.random.permutation(keys.shuffle_key(epoch_key), n)
         idx, mask = _batches(n, self.batch_size, perm)
         steps = idx.shape[0]
 
         def body(st, inp):
             i, b_idx, b_mask = inp
-            dropout_key = jax.random.fold_in(jax.random.fold_in(epoch_key, 1), i)
-            return self.train_step(st, x_u8, y, b_idx, b_mask, dropout_key)
+            return self.train_step(st, x_u8, y, b_idx, b_mask, keys.dropout_key(epoch_key, i))
 
         new_state, out = jax.lax.scan(body, state, (jnp.arange(steps), idx, mask))
         new_state = new_state.replace(epoch=state.epoch + 1)
