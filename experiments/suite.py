@@ -231,18 +231,15 @@ def plan(args, methods: list[str], passthrough: list[str], runs_dir: Path,
 
 def planned_epochs(run_dir: Path) -> int | None:
     """Planned global epochs of a run, from its config.json (stage table for staged runs)."""
-    from vgjax.runlog import read_json
+    from vgjax import stages
+    from vgjax.runlog import RunDir, read_json
 
     try:
-        config = read_json(run_dir / "config.json")
+        config = read_json(RunDir(run_dir).config_path)
     except (OSError, json.JSONDecodeError):
         return None
-    if config.get("stages") is None:
-        return int(config.get("epochs", 0)) or None
     try:
-        from vgjax import stages
-
-        return stages.load_table(config["stages"]).scaled(config.get("epochs_scale", 1.0)).total_epochs
+        return stages.planned_epochs(config) or None
     except Exception:  # noqa: BLE001 - a bad table is reported by the run itself
         return None
 

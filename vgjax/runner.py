@@ -41,10 +41,7 @@ class RunResult:
 
 def stage_table(config: Config) -> stages_lib.StageTable:
     """The run's stages: the configured table, or one stage training all layers."""
-    if config.stages is None:
-        table = stages_lib.StageTable((config.depth,), (stages_lib.Stage(1, (1,), (), config.epochs),))
-        return table
-    return stages_lib.load_table(config.stages).scaled(config.epochs_scale)
+    return stages_lib.run_table(config)
 
 
 @dataclasses.dataclass
@@ -79,13 +76,6 @@ def setup_stage(config: Config, table: stages_lib.StageTable, stage: stages_lib.
                          frozen_stats=tuple(n for n in frozen if n in stats))
     state = create_train_state(model, tx, key, variables={"params": params, "batch_stats": stats})
     return StageSetup(stage, engine, state)
-
-
-def _checkpoint_stage(table: stages_lib.StageTable, step: int) -> stages_lib.Stage:
-    for stage, (first, last) in zip(table.stages, table.boundaries()):
-        if first - 1 < step <= last:
-            return stage
-    raise ValueError(f"checkpoint {step} lies outside the run's {table.total_epochs} epochs")
 
 
 def saved_model_problem(path: str | Path) -> str | None:
@@ -124,7 +114,7 @@ def load_saved_state(path: str | Path, which: str = "best") -> tuple[Config, Eng
             step = ck.latest_step()
         if step is None:
             raise FileNotFoundError(f"{path} holds no checkpoint")
-    setup = setup_stage(config, table, _checkpoint_stage(table, step), None)
+    setup = setup_stage(config, table, table.stage_at(step), None)
     with Checkpoints(directory, create=False) as ck:
         state = ck.restore(step, like=setup.state)
     return config, setup.engine, state, {"checkpoint": str(directory), "epoch": step}
@@ -173,7 +163,7 @@ def _restore_newest(config: Config, table: stages_lib.StageTable, ckpt: Checkpoi
     failed: list[tuple[int, str]] = []
     for step in sorted(ckpt.steps(), reverse=True):
         try:
-            stage = _checkpoint_stage(table, step)
+            stage = table.stage_at(step)
             si = table.stages.index(stage)
             setup = setup_stage(config, table, stage, None, diagnostics)
             setup.state = ckpt.restore(step, like=setup.state)
@@ -209,7 +199,7 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
         for hook in hooks:
             if hasattr(hook, "replay"):
                 hook.replay(history)
-        offset = sum(s.epochs for s in table.stages[:first_stage])
+        offset = table.epochs_before(table.stages[first_stage])
         state: TrainState | None = None
         status = "finished"
         for si in range(first_stage, len(table.stages)):
