@@ -13,7 +13,7 @@ from pathlib import Path
 import jax
 
 from vgjax.checkpoint import Checkpoints, signals_deferred
-from vgjax.runlog import atomic_write_json
+from vgjax.runlog import BEST_FILE, atomic_write_json
 
 
 def _mode_for(monitor: str, mode: str) -> str:
@@ -122,7 +122,7 @@ class BestCheckpoint:
             with signals_deferred():  # the checkpoint and best.json change together
                 with Checkpoints(self.directory, max_to_keep=1) as ck:
                     ck.save(record["epoch"], state)
-                atomic_write_json(self.directory / "best.json",
+                atomic_write_json(self.directory / BEST_FILE,
                                   {"monitor": self.track.monitor, "mode": self.track.mode,
                                    "epoch": record["epoch"], "stage": record.get("stage"), "record": self.record})
         return False

@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgjax.runlog import atomic_write_bytes
+from vgjax.runlog import RunDir, atomic_write_bytes
 
 PROBE_SIZE = 512
 SATURATION_THRESHOLD = 0.1  # derivative below this fraction of its maximum counts as saturated
@@ -262,10 +262,6 @@ def load_histograms(path: str | Path) -> dict:
     return out
 
 
-def histogram_path(run_dir: str | Path, epoch: int) -> Path:
-    return Path(run_dir) / "histograms" / f"epoch_{epoch:04d}.npz"
-
-
 def resolve_epochs(epochs: Iterable[int] | None, total_epochs: int) -> tuple[int, ...]:
     """Histogram epochs with -1 replaced by ``total_epochs``, dropping those beyond it."""
     epochs = DEFAULT_HISTOGRAM_EPOCHS if epochs is None else tuple(epochs)
@@ -301,7 +297,7 @@ class HistogramHook:
     def save(self, epoch: int, state, engine) -> Path:
         grads = jax.device_get(self._grads(engine, state))
         weights = jax.device_get(kernels(state.params))
-        path = save_histograms(histogram_path(self.run_dir, epoch), epoch, weights, grads, self.bins)
+        path = save_histograms(RunDir(self.run_dir).histogram_path(epoch), epoch, weights, grads, self.bins)
         self.written.append(path)
         return path
 

@@ -22,7 +22,7 @@ from vgjax.checkpoint import CheckpointDamaged, Checkpoints
 from vgjax.config import Config
 from vgjax.models import build_model, init_variables
 from vgjax.optim import make_optimizer
-from vgjax.runlog import RunDir, read_json
+from vgjax.runlog import RunDir, best_epoch, read_json
 from vgjax.train import DeviceData, Engine, TrainState, create_train_state, fit, make_engine
 
 # An extra per-epoch hook: hook(record, state, engine) -> stop? It may also have
@@ -87,9 +87,7 @@ def saved_model_problem(path: str | Path) -> str | None:
         Config.from_dict(read_json(rd.config_path))
     except (ValueError, TypeError, OSError) as e:
         return f"its config.json cannot be used: {e}"
-    has_best = (rd.path / "best" / "best.json").exists()
-    has_ckpt = rd.checkpoint_dir.is_dir() and any(p.name.isdigit() for p in rd.checkpoint_dir.iterdir())
-    return None if has_best or has_ckpt else "it holds no checkpoint"
+    return None if rd.has_checkpoint() else "it holds no checkpoint"
 
 
 def load_saved_state(path: str | Path, which: str = "best") -> tuple[Config, Engine, TrainState, dict]:
@@ -103,9 +101,8 @@ def load_saved_state(path: str | Path, which: str = "best") -> tuple[Config, Eng
         raise FileNotFoundError(f"{path} is not a run directory (no config.json)")
     config = Config.from_dict(read_json(rd.config_path)).replace(init_from=None)
     table = stage_table(config)
-    best_json = rd.path / "best" / "best.json"
-    if which == "best" and best_json.exists():
-        directory, step = rd.path / "best", int(read_json(best_json)["epoch"])
+    if which == "best" and rd.best_path.exists():
+        directory, step = rd.best_dir, int(read_json(rd.best_path)["epoch"])
     else:
         directory = rd.checkpoint_dir
         if not directory.is_dir():
@@ -127,9 +124,7 @@ def _summarise(config: Config, table: stages_lib.StageTable, history: list[dict]
     if history:
         last = history[-1]
         summary["final"] = {k: last[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
-        best = max(history, key=lambda r: r["val_accuracy"] if r["val_accuracy"] == r["val_accuracy"] else -1)
-        summary["best_val_accuracy"] = best["val_accuracy"]
-        summary["best_epoch"] = best["epoch"]
+        summary["best_val_accuracy"], summary["best_epoch"] = best_epoch(history, "val_accuracy")
         summary["mean_epoch_time_s"] = sum(r["epoch_time_s"] for r in history) / len(history)
     if config.stages is not None:
         summary["stage_table"] = table.to_dict()
