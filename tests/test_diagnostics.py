@@ -196,11 +196,11 @@ def test_histogram_hook_writes_weights_and_probe_gradients(tmp_path):
     centre = lambda c: np.sum(c * (edges[:-1] + edges[1:]) / 2) / c.sum()  # noqa: E731
     assert centre(h["hidden_1"]["grad_log10_counts"]) < centre(h["output"]["grad_log10_counts"])
     # epochs not asked for write nothing; a resumed stage (state.epoch > 0) does not rewrite epoch 0
-    hook({"epoch": 1}, state, engine)
+    hook.on_epoch_end({"epoch": 1}, state, engine)
     hook.on_stage_start(state.replace(epoch=jnp.asarray(1)), engine, stage, 0)
     hook.on_stage_start(state, engine, Stage(2, (1,), (), 2), 0)
     assert len(hook.written) == 1
-    hook({"epoch": 2}, state, engine)
+    hook.on_epoch_end({"epoch": 2}, state, engine)
     assert (tmp_path / "histograms" / "epoch_0002.npz").exists()
 
 

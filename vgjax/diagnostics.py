@@ -59,6 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vgjax.hooks import Hook
 from vgjax.runlog import RunDir, atomic_write_bytes
 
 PROBE_SIZE = 512
@@ -269,7 +270,7 @@ def resolve_epochs(epochs: Iterable[int] | None, total_epochs: int) -> tuple[int
     return tuple(sorted(e for e in out if 0 <= e <= total_epochs))
 
 
-class HistogramHook:
+class HistogramHook(Hook):
     """Runner hook writing weight and gradient histograms at chosen epochs.
 
     ``epochs``: global epoch numbers (0 = before training; -1 = the last planned epoch); ``None``
@@ -306,10 +307,10 @@ class HistogramHook:
         if fresh and 0 in self.epochs:
             self.save(0, state, engine)
 
-    def __call__(self, record: dict, state, engine=None) -> None:
+    def on_epoch_end(self, record: dict, state, engine=None) -> bool:
         if engine is not None and record["epoch"] in self.epochs:
             self.save(int(record["epoch"]), state, engine)
-        return None
+        return False
 
 
 def hooks_for(config, run_dir, probe_x_u8, probe_y, total_epochs: int,

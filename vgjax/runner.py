@@ -20,15 +20,14 @@ from vgjax import keys
 from vgjax import stages as stages_lib
 from vgjax.checkpoint import CheckpointDamaged, Checkpoints
 from vgjax.config import Config
+from vgjax.hooks import Hook, as_hook
 from vgjax.models import build_model, init_variables
 from vgjax.optim import make_optimizer
 from vgjax.runlog import RunDir, best_epoch, read_json
 from vgjax.train import DeviceData, Engine, TrainState, create_train_state, fit, make_engine
 
-# An extra per-epoch hook: hook(record, state, engine) -> stop? It may also have
-# ``on_stage_start(state, engine, stage, epochs_before)``, called before a stage's first epoch
-# (with the restored state when resuming).
-EpochHook = Callable[[dict, TrainState, Engine], "bool | None"]
+# A run's hooks: vgjax.hooks.Hook instances, or plain functions f(record, state, engine) -> stop?
+EpochHook = Hook | Callable[[dict, TrainState, Engine], "bool | None"]
 
 
 @dataclasses.dataclass
@@ -178,12 +177,66 @@ def _restore_newest(config: Config, table: stages_lib.StageTable, ckpt: Checkpoi
     return 0, 0, None
 
 
+class _StageEpochs(Hook):
+    """Inside one stage's fit: numbers each epoch globally, appends its history row, calls the
+    run's hooks and saves the checkpoints (stage end, every ``checkpoint_every``, on a stop)."""
+
+    def __init__(self, config: Config, run_dir: RunDir, ckpt: Checkpoints, history: list[dict],
+                 hooks: list[Hook], stage: stages_lib.Stage, offset: int):
+        self.config, self.run_dir, self.ckpt, self.history = config, run_dir, ckpt, history
+        self.hooks, self.stage, self.offset = hooks, stage, offset
+
+    def on_epoch_end(self, rec: dict, state: TrainState, engine: Engine) -> bool:
+        local = rec["epoch"]
+        rec["epoch"] = self.offset + local
+        if self.config.stages is not None:
+            rec["stage"], rec["stage_epoch"] = self.stage.index, local
+        self.run_dir.append_history(rec)
+        self.history.append(rec)
+        stop = False
+        for hook in self.hooks:
+            stop = bool(hook.on_epoch_end(rec, state, engine)) or stop
+        end_of_stage = local == self.stage.epochs
+        every = self.config.checkpoint_every
+        if end_of_stage or (every and rec["epoch"] % every == 0) or stop:
+            self.ckpt.save(rec["epoch"], state)
+        return stop
+
+
+def _train_stages(config: Config, table: stages_lib.StageTable, run_dir: RunDir, data: DeviceData,
+                  ckpt: Checkpoints, history: list[dict], hooks: list[Hook], first_stage: int,
+                  restored: StageSetup | None, diagnostics: Callable | None,
+                  extra: dict) -> tuple[TrainState, str]:
+    """Train the stages from ``table.stages[first_stage]`` on (continuing ``restored`` if given);
+    returns the last state and the run's status. A divergence is noted in ``extra``."""
+    state: TrainState | None = None
+    for si in range(first_stage, len(table.stages)):
+        stage = table.stages[si]
+        if si == first_stage and restored is not None:
+            setup = restored
+        else:
+            setup = setup_stage(config, table, stage, state, diagnostics)
+        state = setup.state
+        offset = table.epochs_before(stage)
+        for hook in hooks:
+            hook.on_stage_start(state, setup.engine, stage, offset)
+        epochs = _StageEpochs(config, run_dir, ckpt, history, hooks, stage, offset)
+        result = fit(setup.engine, state, data, stage.epochs, hooks=[epochs])
+        state = result.state
+        if result.status != "finished":
+            if result.diverged_epoch is not None:
+                extra["diverged_epoch"] = history[-1]["epoch"]
+                extra["diverged_stage"] = stage.index
+            return state, result.status
+    return state, "finished"
+
+
 def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = False,
         hooks: Iterable[EpochHook] = (), diagnostics: Callable | None = None,
         summary_extra: dict | None = None) -> RunResult:
     """Train ``config`` into ``run_dir`` (which must already hold config.json)."""
     table = stage_table(config)
-    hooks = list(hooks)
+    hooks = [as_hook(h) for h in hooks]
     t_start = time.perf_counter()
     extra = dict(summary_extra or {})
     with Checkpoints(run_dir.checkpoint_dir) as ckpt:
@@ -192,54 +245,14 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
         run_dir.write_summary({"method": config.method, "status": "running", **extra})
         history = run_dir.truncate_history(done)
         for hook in hooks:
-            if hasattr(hook, "replay"):
-                hook.replay(history)
-        offset = table.epochs_before(table.stages[first_stage])
-        state: TrainState | None = None
-        status = "finished"
-        for si in range(first_stage, len(table.stages)):
-            stage = table.stages[si]
-            if si == first_stage and restored is not None:
-                setup = restored
-            else:
-                setup = setup_stage(config, table, stage, state, diagnostics)
-            state = setup.state
-            for hook in hooks:
-                if hasattr(hook, "on_stage_start"):
-                    hook.on_stage_start(state, setup.engine, stage, offset)
-            hook_stop = {"reason": None}
-
-            def on_epoch(rec: dict, st: TrainState, stage=stage, offset=offset, engine=setup.engine):
-                local = rec["epoch"]
-                rec["epoch"] = offset + local
-                if config.stages is not None:
-                    rec["stage"], rec["stage_epoch"] = stage.index, local
-                run_dir.append_history(rec)
-                history.append(rec)
-                stop = False
-                for hook in hooks:
-                    stop = bool(hook(rec, st, engine)) or stop
-                end_of_stage = local == stage.epochs
-                periodic = config.checkpoint_every and rec["epoch"] % config.checkpoint_every == 0
-                if end_of_stage or periodic or stop:
-                    ckpt.save(rec["epoch"], st)
-                return stop
-
-            result = fit(setup.engine, state, data, stage.epochs, callbacks=[on_epoch])
-            state = result.state
-            if result.status != "finished":
-                status = result.status
-                if result.diverged_epoch is not None:
-                    extra["diverged_epoch"] = history[-1]["epoch"]
-                    extra["diverged_stage"] = stage.index
-                break
-            offset += stage.epochs
+            hook.replay(history)
+        state, status = _train_stages(config, table, run_dir, data, ckpt, history, hooks, first_stage,
+                                      restored, diagnostics, extra)
         for hook in hooks:
-            if hasattr(hook, "finalize"):
-                # a restored-best state is returned, not checkpointed: checkpoints/ keeps the
-                # last epoch (what --resume continues from) and best/ holds the best one
-                state, info = hook.finalize(state)
-                extra.update(info)
+            # a restored-best state is returned, not checkpointed: checkpoints/ keeps the
+            # last epoch (what --resume continues from) and best/ holds the best one
+            state, info = hook.finalize(state)
+            extra.update(info)
     wall = time.perf_counter() - t_start
     run_dir.write_csv(history)
     summary = _summarise(config, table, history, status, wall, extra)

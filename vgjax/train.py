@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable
 
 import flax
 import jax
@@ -21,6 +21,7 @@ import optax
 
 from vgjax import keys
 from vgjax.config import Config
+from vgjax.hooks import Hook
 from vgjax.models import MLP, init_variables
 
 PyTree = Any
@@ -232,11 +233,6 @@ def epoch_record(epoch: int, train_metrics: dict, val_metrics: dict, seconds: fl
     return rec
 
 
-class Callback(Protocol):
-    def __call__(self, record: dict, state: TrainState) -> bool | None:
-        """Called after every epoch; return True to stop training."""
-
-
 @dataclasses.dataclass
 class FitResult:
     state: TrainState
@@ -250,15 +246,15 @@ def is_finite_record(rec: dict) -> bool:
 
 
 def fit(engine: Engine, state: TrainState, data: DeviceData, epochs: int,
-        callbacks: Iterable[Callback] = ()) -> FitResult:
+        hooks: Iterable[Hook] = ()) -> FitResult:
     """Train until ``state.epoch == epochs``; one host sync per epoch.
 
-    Stops early when the loss becomes NaN/Inf (status "diverged") or a callback returns True
-    (status "stopped").
+    Every hook's ``on_epoch_end(record, state, engine)`` runs after every epoch. Stops early when
+    the loss becomes NaN/Inf (status "diverged") or a hook returns True (status "stopped").
     """
     epoch_fn = jax.jit(engine.epoch, donate_argnums=(0,))
     eval_fn = jax.jit(engine.evaluate)
-    callbacks = list(callbacks)
+    hooks = list(hooks)
     history: list[dict] = []
     while int(state.epoch) < epochs:
         t0 = time.perf_counter()
@@ -268,12 +264,12 @@ def fit(engine: Engine, state: TrainState, data: DeviceData, epochs: int,
         rec = epoch_record(int(state.epoch), metrics, val, time.perf_counter() - t0)
         history.append(rec)
         if not is_finite_record(rec):
-            for cb in callbacks:
-                cb(rec, state)
+            for hook in hooks:
+                hook.on_epoch_end(rec, state, engine)
             return FitResult(state, history, "diverged", rec["epoch"])
         stop = False
-        for cb in callbacks:
-            stop = bool(cb(rec, state)) or stop
+        for hook in hooks:
+            stop = bool(hook.on_epoch_end(rec, state, engine)) or stop
         if stop:
             return FitResult(state, history, "stopped")
     return FitResult(state, history, "finished")
