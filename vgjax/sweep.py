@@ -38,7 +38,7 @@ import multiprocessing
 import queue as queue_lib
 import time
 import traceback
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vgjax import keys
 from vgjax.config import OUTPUT_INIT_HIDDEN, Config, ConfigError
+from vgjax.data import Arrays
 from vgjax.models import INPUT_DIM, NUM_CLASSES, build_model, init_variables
 from vgjax.optim import make_base_optimizer
 from vgjax.train import DeviceData, Engine, TrainState, create_train_state, make_engine
@@ -293,23 +294,6 @@ def pad_members(hp: Members, size: int) -> Members:
 
 
 # ----------------------------------------------------------------------------- running
-
-class Arrays(NamedTuple):
-    """The four Fashion-MNIST arrays on the host (what worker processes receive)."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    @classmethod
-    def of(cls, data: Any, train_limit: int | None = None) -> "Arrays":
-        """Host copies of any object with the four attributes (``DeviceData``, ``data.load()``)."""
-        x, y = data.x_train[:train_limit], data.y_train[:train_limit]
-        get = jax.device_get
-        return cls(np.asarray(get(x), np.uint8), np.asarray(get(y), np.int32),
-                   np.asarray(get(data.x_test), np.uint8), np.asarray(get(data.y_test), np.int32))
-
 
 @dataclasses.dataclass(frozen=True)
 class EpochProgress:

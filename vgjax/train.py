@@ -21,6 +21,7 @@ import optax
 
 from vgjax import keys
 from vgjax.config import Config
+from vgjax.data import Arrays
 from vgjax.hooks import Hook
 from vgjax.models import MLP, init_variables
 
@@ -197,14 +198,9 @@ def make_engine(config: Config, model: MLP, tx: optax.GradientTransformation,
                   diagnostics=diagnostics)
 
 
-@dataclasses.dataclass
-class DeviceData:
-    """The four arrays on the device: uint8 images, int32 labels."""
-
-    x_train: jax.Array
-    y_train: jax.Array
-    x_test: jax.Array
-    y_test: jax.Array
+@dataclasses.dataclass(frozen=True, eq=False)
+class DeviceData(Arrays):
+    """The four arrays (:class:`vgjax.data.Arrays`) on the device: uint8 images, int32 labels."""
 
     @classmethod
     def from_numpy(cls, x_train, y_train, x_test, y_test, train_limit: int | None = None):
