@@ -68,6 +68,7 @@ HISTOGRAMS_DIR = "histograms"
 FIGURES_DIR = "figures"
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, HISTORY_CSV_FILE, SUMMARY_FILE)
 RUN_FOLDERS = (CHECKPOINTS_DIR, BEST_DIR, HISTOGRAMS_DIR, FIGURES_DIR)
+DONE_STATUSES = ("finished", "diverged", "stopped")  # summary statuses of a run that has ended
 INT_COLUMNS = ("epoch", "stage", "stage_epoch")  # history counters: ints in history.jsonl and when read back
 
 
@@ -250,7 +251,7 @@ class RunDir:
         return summary.get("status") if isinstance(summary, dict) else None
 
     def is_finished(self) -> bool:
-        return self.status() in ("finished", "diverged", "stopped")
+        return self.status() in DONE_STATUSES
 
     def clear(self) -> None:
         """Remove what an earlier run left here (files and folders a run writes, nothing else)."""

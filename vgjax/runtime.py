@@ -45,6 +45,11 @@ def _claim_free_cores(candidates: list[int], n: int) -> list[int]:
     return claimed
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def pin_cpu_threads(threads: int | None = 1, cores: list[int] | None = None) -> list[int] | None:
     """Restrict this process (and so XLA's CPU thread pool) to ``threads`` cores.
 
