@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-import optax
 import pytest
 
 from tests.test_stage_boundaries import assert_tree_equal, np_tree

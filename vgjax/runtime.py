@@ -1,10 +1,8 @@
 """CPU threading for small matrices, and facts about the running device.
 
-XLA's intra-op thread pool slows these 128-wide matrices when two processes share the machine
-(measured on the project's 2-core machine: a 7-layer epoch 1.10 s per process with default
-threads vs 0.80 s pinned to one core each; alone, both ~0.80 s). The thread pool is sized from
-the process' CPU affinity when the backend starts, so :func:`pin_cpu_threads` must run before
-the first JAX computation.
+:func:`pin_cpu_threads` restricts a process to a few cores; it must run before the first JAX
+computation, since XLA sizes its thread pool from the CPU affinity when the backend starts
+(measurements: docs/design.md, "CPU threads").
 """
 
 from __future__ import annotations
