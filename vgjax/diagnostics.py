@@ -61,6 +61,7 @@ import numpy as np
 
 from vgjax.hooks import Hook
 from vgjax.runlog import RunDir, atomic_write_bytes
+from vgjax.train import scale_pixels
 
 PROBE_SIZE = 512
 SATURATION_THRESHOLD = 0.1  # derivative below this fraction of its maximum counts as saturated
@@ -72,17 +73,6 @@ SIGMOID_FAMILY = ("sigmoid", "sigmoid_beta", "sigmoid_modgrad")
 TANH_FAMILY = ("tanh",)
 RELU_FAMILY = ("relu", "leaky_relu", "elu", "selu", "gelu", "swish")
 NO_SATURATION = ("linear",)
-
-
-def saturation_kind(activation: str) -> str:
-    """'saturated' (sigmoid/tanh families), 'dead' (ReLU family) or 'none' (linear)."""
-    if activation in SIGMOID_FAMILY or activation in TANH_FAMILY:
-        return "saturated"
-    if activation in RELU_FAMILY:
-        return "dead"
-    if activation in NO_SATURATION:
-        return "none"
-    raise ValueError(f"no saturation measure for activation {activation!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -155,8 +145,6 @@ def pre_activations(engine, state, x: jax.Array) -> dict:
 
 def probe_saturation(engine, state, probe_x_u8, threshold: float = SATURATION_THRESHOLD) -> dict:
     """Saturation per hidden layer on the probe batch at ``state``."""
-    from vgjax.train import scale_pixels
-
     zs = pre_activations(engine, state, scale_pixels(jnp.asarray(probe_x_u8)))
     return {name: saturation_fraction(engine.model.activation, z, threshold) for name, z in zs.items()}
 
@@ -194,8 +182,6 @@ def make_epoch_diagnostics(config, probe_x_u8: np.ndarray | None = None,
 
 def probe_kernel_grads(engine, state, x_u8: jax.Array, y: jax.Array) -> dict:
     """Kernel gradient of the probe batch's mean training loss at ``state``, by layer."""
-    from vgjax.train import scale_pixels
-
     x = scale_pixels(x_u8)
     mask = jnp.ones((x.shape[0],), bool)
 

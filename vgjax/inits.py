@@ -44,8 +44,6 @@ _FACTORIES: dict[str, Callable[[float, float], Initializer]] = {
     "constant": lambda std, scale: jinit.constant(scale),
 }
 
-INITIALIZERS = tuple(_FACTORIES)
-
 
 def register_initializer(name: str, factory: Callable[[float, float], Initializer]) -> None:
     """Make a user-defined initializer selectable by name; ``factory(std, scale)`` -> initializer."""

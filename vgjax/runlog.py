@@ -28,6 +28,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
+from vgjax.config import Config
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -230,8 +232,6 @@ class RunDir:
         if self.marker_path.is_file():
             return True
         try:
-            from vgjax.config import Config
-
             Config.from_dict(read_json(self.config_path))
         except Exception:  # missing, unreadable or someone else's config.json
             return False

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
-from vgjax import keys
+from vgjax import diagnostics, keys, plots
 from vgjax import stages as stages_lib
 from vgjax.checkpoint import CheckpointDamaged, Checkpoints
 from vgjax.config import Config
@@ -269,9 +269,6 @@ def train_and_evaluate(config: Config, workdir: str | Path, arrays, *, hooks: It
     checkpoints, adds the per-layer diagnostics when ``config.diagnostics`` is on, and draws the
     run's figures at the end.
     """
-    from vgjax import diagnostics, plots
-    from vgjax.train import DeviceData
-
     run_dir = RunDir(workdir)
     if not (resume and run_dir.exists()):
         run_dir.clear()

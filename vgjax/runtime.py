@@ -68,7 +68,7 @@ def pin_cpu_threads(threads: int | None = 1, cores: list[int] | None = None) -> 
 
 
 def device_description() -> dict:
-    import jax
+    import jax  # here, not at the top: this module is imported before pin_cpu_threads runs
 
     d = jax.devices()[0]
     return {"platform": d.platform, "device_kind": d.device_kind, "device_count": jax.device_count(),

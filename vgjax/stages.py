@@ -224,12 +224,8 @@ def planned_epochs(config) -> int:
 
 
 def relative_cost(table: StageTable) -> float:
-    """A run's cost up to a constant factor: epochs times (hidden layers + 3), summed over stages.
-
-    Per-epoch time on one core grows about linearly with depth (benchmarks/epoch_speed.py: 0.52 s
-    for 3 layers, 0.85 s for 7 at batch 32); the +3 is the depth-free part (input and output
-    layers, data handling, evaluation).
-    """
+    """A run's cost up to a constant factor: epochs times (hidden layers + 3), summed over stages
+    (why: docs/design.md, "Suite scheduling")."""
     return float(sum(s.epochs * (table.stage_depth(s) + 3) for s in table.stages))
 
 
