@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.test_stage_boundaries import assert_tree_equal, np_tree
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 from vgjax.config import Config
 from vgjax.hooks import Hook
 from vgjax.runlog import RunDir

@@ -15,7 +15,7 @@ from vgjax.optim import freeze_labels
 from vgjax.runlog import RunDir
 from vgjax.runner import run, setup_stage, stage_table
 
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 
 
 def test_default_table_is_the_spec_schedule():

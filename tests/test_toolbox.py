@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 from vgjax import inits
 from vgjax.callbacks import BestCheckpoint, EarlyStopping
 from vgjax.config import Config
