@@ -68,6 +68,7 @@ BEST_DIR = "best"  # the best epoch's checkpoint (BestCheckpoint) and BEST_FILE
 BEST_FILE = "best.json"
 HISTOGRAMS_DIR = "histograms"
 FIGURES_DIR = "figures"
+ERROR_LOG_FILE = "error.log"  # the traceback of a run that failed (kept by clear(): it says why)
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, HISTORY_CSV_FILE, SUMMARY_FILE)
 RUN_FOLDERS = (CHECKPOINTS_DIR, BEST_DIR, HISTOGRAMS_DIR, FIGURES_DIR)
 DONE_STATUSES = ("finished", "diverged", "stopped")  # summary statuses of a run that has ended
@@ -194,6 +195,7 @@ class RunDir:
     best_path = property(lambda self: self.path / BEST_DIR / BEST_FILE)
     histogram_dir = property(lambda self: self.path / HISTOGRAMS_DIR)
     figures_dir = property(lambda self: self.path / FIGURES_DIR)
+    error_log_path = property(lambda self: self.path / ERROR_LOG_FILE)
 
     marker_path = property(lambda self: self.path / MARKER_NAME)
 
