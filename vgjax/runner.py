@@ -4,8 +4,8 @@ A plain run is a single stage that trains every layer; "train some layers" (``co
 is a table of stages (:mod:`vgjax.stages`). Epochs are counted globally across stages: the
 checkpoint number is the number of finished epochs, so ``resume`` finds the stage and epoch to
 continue from, restores the exact state, truncates the history to match, and carries on. Every
-key is derived from the seed, the stage and the epoch (:mod:`vgjax.keys`), so a resumed run ends bit-for-bit where an
-uninterrupted one would (CPU).
+key is derived from the seed, the stage and the epoch (:mod:`vgjax.keys`), so a resumed run ends
+bit-for-bit where an uninterrupted one would (CPU).
 """
 
 from __future__ import annotations
