@@ -1,8 +1,8 @@
 """Per-epoch hooks of the training toolbox (docs/study.md §6): early stopping and best-model checkpoints.
 
-Both are :class:`vgjax.hooks.Hook`\ s: :func:`vgjax.runner.run` calls ``on_epoch_end`` after every
-epoch (True asks to stop), ``replay`` on resume and ``finalize`` at the end, which may replace the
-final state (restore-best) and adds its ``info`` to summary.json.
+Both are hooks (:class:`vgjax.hooks.Hook`): :func:`vgjax.runner.run` calls ``on_epoch_end``
+after every epoch (True asks to stop), ``replay`` on resume and ``finalize`` at the end, which may
+replace the final state (restore-best) and adds its ``info`` to summary.json.
 """
 
 from __future__ import annotations
