@@ -1,4 +1,5 @@
-"""Where the real-data tests find Fashion-MNIST: as the library does, and never silently skipped.
+"""Shared test data: the synthetic data set (:func:`synthetic`), and where the real-data tests find
+Fashion-MNIST: as the library does, and never silently skipped.
 
 The directory is looked for in this order (no download):
 
@@ -19,9 +20,11 @@ import functools
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vgjax import data
+from vgjax.train import DeviceData
 
 CHECKOUT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion_mnist"
 
@@ -39,6 +42,13 @@ def in_ci() -> bool:
 def _find(directory, for_tfds: bool) -> Path:
     """vgjax.data's search (``directory`` None: the standard places), without a download."""
     return data._search(directory, download=False, for_tfds=for_tfds)[0]
+
+
+def synthetic(n: int = 64, n_test: int = 40, seed: int = 0) -> DeviceData:
+    """Random images and labels on the device: the small data set of the engine and run tests."""
+    rng = np.random.default_rng(seed)
+    return DeviceData.from_numpy(rng.integers(0, 256, (n, 784), np.uint8), rng.integers(0, 10, n),
+                                 rng.integers(0, 256, (n_test, 784), np.uint8), rng.integers(0, 10, n_test))
 
 
 @functools.lru_cache(maxsize=None)

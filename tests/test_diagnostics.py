@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.conftest import synthetic
 from vgjax import diagnostics as D
 from vgjax import runner
 from vgjax.config import Config
@@ -13,13 +14,7 @@ from vgjax.models import build_model
 from vgjax.optim import make_optimizer
 from vgjax.runlog import RunDir
 from vgjax.stages import Stage
-from vgjax.train import DeviceData, create_train_state, make_engine
-
-
-def synthetic(n=20, n_test=24, seed=0):
-    rng = np.random.default_rng(seed)
-    return DeviceData.from_numpy(rng.integers(0, 256, (n, 784), np.uint8), rng.integers(0, 10, n),
-                                 rng.integers(0, 256, (n_test, 784), np.uint8), rng.integers(0, 10, n_test))
+from vgjax.train import create_train_state, make_engine
 
 
 def manual_preacts(params, x, depth, act=jax.nn.sigmoid):
@@ -56,7 +51,7 @@ def tiny_run(path, config, data, probe_n=16):
 
 def test_epoch_diagnostics_match_a_separate_computation():
     cfg = Config(depth=2, width=8, batch_size=8, lr=0.5)
-    data = synthetic(n=20)  # three steps: 8, 8 and a masked 4
+    data = synthetic(n=20, n_test=24)  # three steps: 8, 8 and a masked 4
     probe = np.asarray(data.x_test)
     model, tx = build_model(cfg), make_optimizer(cfg)
     engine = make_engine(cfg, model, tx, diagnostics=D.make_epoch_diagnostics(cfg, probe))
@@ -143,7 +138,7 @@ def test_no_probe_uses_synthetic_images_and_rejects_bad_shapes():
     fn = D.make_epoch_diagnostics(cfg)  # the benchmark's call
     model, tx = build_model(cfg), make_optimizer(cfg)
     engine = make_engine(cfg, model, tx, diagnostics=fn)
-    data = synthetic(n=16)
+    data = synthetic(n=16, n_test=24)
     _, m = jax.jit(engine.epoch)(create_train_state(model, tx, jax.random.PRNGKey(0)), data.x_train, data.y_train)
     assert 0.0 <= float(m["saturation"]["hidden_1"]) <= 1.0
     with pytest.raises(ValueError, match="784"):
@@ -169,7 +164,7 @@ def test_probe_batch_is_the_first_test_examples():
 
 def test_histogram_hook_writes_weights_and_probe_gradients(tmp_path):
     cfg = Config(depth=2, width=8, batch_size=8)
-    data = synthetic(n=16)
+    data = synthetic(n=16, n_test=24)
     model, tx = build_model(cfg), make_optimizer(cfg)
     engine = make_engine(cfg, model, tx)
     state = create_train_state(model, tx, jax.random.PRNGKey(0))
@@ -196,17 +191,17 @@ def test_histogram_hook_writes_weights_and_probe_gradients(tmp_path):
     centre = lambda c: np.sum(c * (edges[:-1] + edges[1:]) / 2) / c.sum()  # noqa: E731
     assert centre(h["hidden_1"]["grad_log10_counts"]) < centre(h["output"]["grad_log10_counts"])
     # epochs not asked for write nothing; a resumed stage (state.epoch > 0) does not rewrite epoch 0
-    hook({"epoch": 1}, state, engine)
+    hook.on_epoch_end({"epoch": 1}, state, engine)
     hook.on_stage_start(state.replace(epoch=jnp.asarray(1)), engine, stage, 0)
     hook.on_stage_start(state, engine, Stage(2, (1,), (), 2), 0)
     assert len(hook.written) == 1
-    hook({"epoch": 2}, state, engine)
+    hook.on_epoch_end({"epoch": 2}, state, engine)
     assert (tmp_path / "histograms" / "epoch_0002.npz").exists()
 
 
 def test_a_staged_run_through_the_runner_records_every_diagnostic(tmp_path):
     cfg = Config(depth=2, width=8, batch_size=8, stages="1-1 | 1:1 | 1+2:2:1", lr=0.1)
-    result = tiny_run(tmp_path / "run", cfg, synthetic(n=24))
+    result = tiny_run(tmp_path / "run", cfg, synthetic(n=24, n_test=24))
     assert result.status == "finished"
     rows = RunDir(tmp_path / "run").history()
     assert [r["epoch"] for r in rows] == [1, 2, 3]
@@ -223,7 +218,7 @@ def test_a_staged_run_through_the_runner_records_every_diagnostic(tmp_path):
 
 def test_diagnostics_off_adds_no_columns(tmp_path):
     cfg = Config(depth=1, width=4, batch_size=8, epochs=1, diagnostics=False)
-    tiny_run(tmp_path / "run", cfg, synthetic(n=8))
+    tiny_run(tmp_path / "run", cfg, synthetic(n=8, n_test=24))
     row = RunDir(tmp_path / "run").history()[0]
     assert "grad_norm/hidden_1" in row and not any(k.startswith(("update_ratio", "saturation")) for k in row)
     assert not (tmp_path / "run" / "histograms").exists()

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 from vgjax.config import Config
 from vgjax.models import build_model
 from vgjax.optim import make_optimizer

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from experiments import plot as plot_cli
-from tests.test_diagnostics import synthetic, tiny_run
+from tests.conftest import synthetic
+from tests.test_diagnostics import tiny_run
 from vgjax import diagnostics as D
 from vgjax import plots
 from vgjax.config import Config
@@ -22,7 +23,7 @@ def runs(tmp_path_factory):
     comparison figures: the first two epochs of its files under another method's name."""
     root = tmp_path_factory.mktemp("runs")
     tiny_run(root / "freeze", Config(method="freeze", depth=2, width=8, batch_size=8, lr=0.1,
-                                     stages="1-1 | 1:1 | 1+2:2:1"), synthetic(n=24))
+                                     stages="1-1 | 1:1 | 1+2:2:1"), synthetic(n=24, n_test=24))
     other = root / "baseline_7"
     other.mkdir()
     config = json.loads((root / "freeze" / "config.json").read_text())

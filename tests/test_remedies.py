@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import get_config, method_names
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 from vgjax.models import build_model
 from vgjax.optim import make_optimizer
 from vgjax.runner import setup_stage, stage_table

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-import optax
 import pytest
 
 from tests.test_stage_boundaries import assert_tree_equal, np_tree
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 from vgjax.config import Config
+from vgjax.hooks import Hook
 from vgjax.runlog import RunDir
 from vgjax.runner import run
 
@@ -35,7 +35,7 @@ def adam_states(opt_state):
     return found
 
 
-class Recorder:
+class Recorder(Hook):
     """Records the state at every stage start and epoch end; stops after ``stop_after``."""
 
     def __init__(self, stop_after=None):
@@ -44,7 +44,7 @@ class Recorder:
     def on_stage_start(self, state, engine, stage, offset):
         self.starts.append((stage.index, offset, np_tree(state), np_tree(engine.tx.init(state.params))))
 
-    def __call__(self, rec, state, engine):
+    def on_epoch_end(self, rec, state, engine):
         self.ends[rec["epoch"]] = np_tree(state)
         return rec["epoch"] == self.stop_after
 

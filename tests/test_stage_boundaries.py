@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 from vgjax.config import Config
 from vgjax.runner import setup_stage, stage_table
 

@@ -9,12 +9,13 @@ import pytest
 from vgjax import stages
 from vgjax.checkpoint import Checkpoints
 from vgjax.config import Config, ConfigError
+from vgjax.hooks import Hook
 from vgjax.models import build_model, init_variables
 from vgjax.optim import freeze_labels
 from vgjax.runlog import RunDir
 from vgjax.runner import run, setup_stage, stage_table
 
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 
 
 def test_default_table_is_the_spec_schedule():
@@ -74,16 +75,16 @@ def test_label_tree_matches_parameter_tree_for_every_stage_with_batchnorm():
 def _collect_states():
     states = []
 
-    class Hook:
+    class Collect(Hook):
         def on_stage_start(self, state, engine, stage, before):
             states.append(("start", stage.index, jax.tree_util.tree_map(np.asarray, (state.params, state.batch_stats))))
 
-        def __call__(self, rec, state, engine):
+        def on_epoch_end(self, rec, state, engine):
             if rec["stage_epoch"] == engine_epochs[rec["stage"]]:
                 states.append(("end", rec["stage"], jax.tree_util.tree_map(np.asarray, (state.params, state.batch_stats))))
 
     engine_epochs = {}
-    return states, Hook(), engine_epochs
+    return states, Collect(), engine_epochs
 
 
 @pytest.mark.parametrize("norm, optimizer, stage_output", [("none", "momentum", "fresh"),

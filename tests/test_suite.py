@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments import suite
+from vgjax import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,19 +126,19 @@ def test_a_diverged_exit_is_reported_from_the_run_files(tmp_path):
     (out / "summary.json").write_text(json.dumps({"status": "diverged", "diverged_epoch": 1}))
     (out / "history.jsonl").write_text(json.dumps({"epoch": 1, "loss": float("nan"), "val_accuracy": 0.1,
                                                    "epoch_time_s": 0.5}) + "\n")
-    job = suite.Job("weight_std_10", out, [sys.executable, "-c", "raise SystemExit(3)"], "run",
-                    tmp_path / "logs" / "w.log")
-    suite.start(job, ROOT)
+    job = jobs.Job("weight_std_10", out, [sys.executable, "-c", "raise SystemExit(3)"], "run",
+                   tmp_path / "logs" / "w.log", suite.COMPLETED_EXIT_CODES)
+    jobs.start(job, ROOT)
     job.proc.wait(timeout=60)
-    suite.finish(job)
+    jobs.finish(job)
     assert job.status == "diverged" and job.exit_code == 3 and job.epoch == 1 and job.planned == 5
-    crash = suite.Job("relu", tmp_path / "relu", [sys.executable, "-c", "raise RuntimeError('boom')"], "run",
-                      tmp_path / "logs" / "r.log")
-    suite.start(crash, ROOT)
+    crash = jobs.Job("relu", tmp_path / "relu", [sys.executable, "-c", "raise RuntimeError('boom')"], "run",
+                     tmp_path / "logs" / "r.log", suite.COMPLETED_EXIT_CODES)
+    jobs.start(crash, ROOT)
     crash.proc.wait(timeout=60)
     time.sleep(0.05)
-    suite.finish(crash)
-    assert crash.status == "failed" and crash.exit_code == 1 and "RuntimeError: boom" in suite.last_error(crash)
+    jobs.finish(crash)
+    assert crash.status == "failed" and crash.exit_code == 1 and "RuntimeError: boom" in jobs.last_error(crash)
 
 
 def test_the_most_expensive_methods_start_first():
@@ -150,6 +151,32 @@ def test_the_most_expensive_methods_start_first():
     assert suite.estimated_cost("freeze", args_ns("--epochs", "30")) == 10 * (5 + 7 + 7 + 9 + 9 + 10) + 30 * 10
     assert suite.estimated_cost("relu", args_ns("--epochs", "30")) == 30 * 10
     methods = ["baseline_3", "optimizers_sgd", "baseline_7", "freeze", "relu"]
-    jobs = [suite.Job(m, Path(m), [], "run", Path(m + ".log")) for m in methods]
-    suite.order_jobs(jobs, args)
-    assert [j.method for j in jobs] == ["freeze", "baseline_7", "relu", "optimizers_sgd", "baseline_3"]
+    planned = [jobs.Job(m, Path(m), [], "run", Path(m + ".log")) for m in methods]
+    suite.order_jobs(planned, args)
+    assert [j.method for j in planned] == ["freeze", "baseline_7", "relu", "optimizers_sgd", "baseline_3"]
+
+
+def test_an_interrupted_scheduler_stops_its_running_jobs_and_starts_no_more(tmp_path):
+    """Ctrl-C during run_jobs: the running child gets SIGTERM and is finished; queued jobs stay queued."""
+
+    class Interrupting:
+        def __init__(self):
+            self.events, self.ticks = [], 0
+
+        def event(self, job, what):
+            self.events.append((job.method, what))
+
+        def update(self):
+            self.ticks += 1
+            if self.ticks == 3:
+                raise KeyboardInterrupt
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    planned = [jobs.Job(m, tmp_path / m, sleeper, "run", tmp_path / "logs" / f"{m}.log") for m in ("a", "b")]
+    progress = Interrupting()
+    t0 = time.perf_counter()
+    assert jobs.run_jobs(planned, 1, 0.05, progress, ROOT) is False
+    assert time.perf_counter() - t0 < 30
+    a, b = planned
+    assert a.proc.returncode is not None and a.status == "failed" and b.status == "queued" and b.proc is None
+    assert progress.events == [("a", "start")]

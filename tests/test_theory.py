@@ -210,7 +210,7 @@ def test_cli_rejects_bad_flags_with_one_line(capsys):
 
 def test_measurement_is_the_engines_first_step_gradient_norm():
     """With one batch per epoch, the engine logs exactly the first step's kernel-gradient norms."""
-    from tests.test_train import synthetic
+    from tests.conftest import synthetic
     from vgjax.config import Config
     from vgjax.models import build_model
     from vgjax.optim import make_optimizer

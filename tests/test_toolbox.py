@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.test_train import synthetic
+from tests.conftest import synthetic
 from vgjax import inits
 from vgjax.callbacks import BestCheckpoint, EarlyStopping
 from vgjax.config import Config
@@ -118,7 +118,7 @@ def test_early_stopping_stops_at_the_right_epoch_and_restores_the_best_state():
     losses = [1.0, 0.8, 0.795, 0.7, 0.71, 0.705, 0.6]  # epoch 3 is not an improvement (< 0.01)
     stops = []
     for epoch, v in enumerate(losses, start=1):
-        stops.append(es({"epoch": epoch, "val_loss": v}, {"w": np.array([float(epoch)])}))
+        stops.append(es.on_epoch_end({"epoch": epoch, "val_loss": v}, {"w": np.array([float(epoch)])}, None))
         if stops[-1]:
             break
     assert stops == [False, False, False, False, False, True]
@@ -127,8 +127,8 @@ def test_early_stopping_stops_at_the_right_epoch_and_restores_the_best_state():
     assert float(state["w"][0]) == 4.0 and info["early_stopping"]["restored_best"]
     acc = EarlyStopping("val_accuracy", patience=1)
     assert acc.track.mode == "max"
-    assert acc({"epoch": 1, "val_accuracy": 0.5}, None) is False
-    assert acc({"epoch": 2, "val_accuracy": 0.4}, None) is True
+    assert acc.on_epoch_end({"epoch": 1, "val_accuracy": 0.5}, None, None) is False
+    assert acc.on_epoch_end({"epoch": 2, "val_accuracy": 0.4}, None, None) is True
 
 
 def test_early_stopping_in_a_real_run_records_why_and_when(tmp_path):

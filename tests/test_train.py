@@ -4,18 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 
+from tests.conftest import synthetic
 from vgjax.config import Config
 from vgjax.models import build_model
 from vgjax.optim import make_optimizer
 from vgjax.train import DeviceData, create_train_state, fit, make_engine
-
-
-def synthetic(n=64, n_test=40, seed=0):
-    rng = np.random.default_rng(seed)
-    return DeviceData.from_numpy(rng.integers(0, 256, (n, 784), np.uint8), rng.integers(0, 10, n),
-                                 rng.integers(0, 256, (n_test, 784), np.uint8), rng.integers(0, 10, n_test))
 
 
 def _setup(cfg, seed=0):

@@ -1,8 +1,8 @@
 """Per-epoch hooks of the training toolbox (docs/study.md §6): early stopping and best-model checkpoints.
 
-Hooks are called by :func:`vgjax.runner.run` after every epoch as ``hook(record, state, engine)``
-and return True to stop. A hook with ``finalize(state) -> (state, info)`` may replace the final
-state (restore-best) and add ``info`` to summary.json.
+Both are hooks (:class:`vgjax.hooks.Hook`): :func:`vgjax.runner.run` calls ``on_epoch_end``
+after every epoch (True asks to stop), ``replay`` on resume and ``finalize`` at the end, which may
+replace the final state (restore-best) and adds its ``info`` to summary.json.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 import jax
 
 from vgjax.checkpoint import Checkpoints, signals_deferred
-from vgjax.runlog import atomic_write_json
+from vgjax.hooks import Hook
+from vgjax.runlog import BEST_FILE, atomic_write_json
 
 
 def _mode_for(monitor: str, mode: str) -> str:
@@ -45,7 +46,7 @@ class _Monitor:
         return value > self.best + self.min_delta
 
 
-class EarlyStopping:
+class EarlyStopping(Hook):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
@@ -58,7 +59,7 @@ class EarlyStopping:
         self.stopped_epoch: int | None = None
         self.best_state = None
 
-    def __call__(self, record: dict, state, engine=None) -> bool:
+    def on_epoch_end(self, record: dict, state, engine=None) -> bool:
         value = self.track.value(record)
         if self.track.improved(value):
             self.track.best, self.track.best_epoch, self.wait = value, record["epoch"], 0
@@ -99,7 +100,7 @@ class EarlyStopping:
         return state, info
 
 
-class BestCheckpoint:
+class BestCheckpoint(Hook):
     """Keep one orbax checkpoint: the state with the best ``monitor`` so far (``<run>/best``)."""
 
     def __init__(self, directory: str | Path, monitor: str = "val_accuracy", mode: str = "auto"):
@@ -114,7 +115,7 @@ class BestCheckpoint:
             if self.track.improved(value):
                 self.track.best, self.track.best_epoch, self.record = value, rec["epoch"], dict(rec)
 
-    def __call__(self, record: dict, state, engine=None) -> bool:
+    def on_epoch_end(self, record: dict, state, engine=None) -> bool:
         value = self.track.value(record)
         if self.track.improved(value):
             self.track.best, self.track.best_epoch = value, record["epoch"]
@@ -122,7 +123,7 @@ class BestCheckpoint:
             with signals_deferred():  # the checkpoint and best.json change together
                 with Checkpoints(self.directory, max_to_keep=1) as ck:
                     ck.save(record["epoch"], state)
-                atomic_write_json(self.directory / "best.json",
+                atomic_write_json(self.directory / BEST_FILE,
                                   {"monitor": self.track.monitor, "mode": self.track.mode,
                                    "epoch": record["epoch"], "stage": record.get("stage"), "record": self.record})
         return False

@@ -26,6 +26,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from vgjax.runlog import atomic_write_json
+
 
 def _abstract(tree: Any) -> Any:
     return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
@@ -70,8 +72,6 @@ def _file_digests(step_dir: Path) -> dict[str, list]:
 
 
 def write_manifest(step_dir: Path) -> None:
-    from vgjax.runlog import atomic_write_json
-
     atomic_write_json(step_dir / MANIFEST, {"files": _file_digests(step_dir)})
 
 

@@ -35,7 +35,7 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
@@ -79,15 +79,34 @@ class DataError(Exception):
     """Fashion-MNIST could not be found or is not valid; ``str(e)`` is one user-facing line."""
 
 
-@dataclasses.dataclass(frozen=True)
-class FashionMNIST:
-    """The dataset as read-only numpy arrays; images flattened to 784 pixels (0-255)."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class Arrays:
+    """The four arrays every part of the library trains on: uint8 images flattened to 784 pixels
+    (0-255) and int32 labels, as numpy arrays on the host or jax arrays on a device
+    (:class:`vgjax.train.DeviceData`). Unpacks as ``x_train, y_train, x_test, y_test``."""
 
-    x_train: np.ndarray  # (60000, 784) uint8
-    y_train: np.ndarray  # (60000,) int32
-    x_test: np.ndarray  # (10000, 784) uint8
-    y_test: np.ndarray  # (10000,) int32
-    source: str  # where the data came from: a directory, or "tfds:<dir>"
+    x_train: Any  # (n_train, 784) uint8
+    y_train: Any  # (n_train,) int32
+    x_test: Any  # (n_test, 784) uint8
+    y_test: Any  # (n_test,) int32
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.x_train, self.y_train, self.x_test, self.y_test))
+
+    @classmethod
+    def of(cls, data: Any, train_limit: int | None = None) -> "Arrays":
+        """Host copies of any object with the four attributes (on a device or not), keeping the
+        first ``train_limit`` training examples (all when None)."""
+        return cls(np.asarray(data.x_train[:train_limit], np.uint8), np.asarray(data.y_train[:train_limit], np.int32),
+                   np.asarray(data.x_test, np.uint8), np.asarray(data.y_test, np.int32))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FashionMNIST(Arrays):
+    """The dataset as read-only numpy arrays (60000 training, 10000 test examples), and where it
+    came from."""
+
+    source: str = ""  # a directory, or "tfds:<dir>"
 
 
 class _BadFile(Exception):

@@ -59,7 +59,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgjax.runlog import atomic_write_bytes
+from vgjax.hooks import Hook
+from vgjax.runlog import RunDir, atomic_write_bytes
+from vgjax.train import scale_pixels
 
 PROBE_SIZE = 512
 SATURATION_THRESHOLD = 0.1  # derivative below this fraction of its maximum counts as saturated
@@ -71,17 +73,6 @@ SIGMOID_FAMILY = ("sigmoid", "sigmoid_beta", "sigmoid_modgrad")
 TANH_FAMILY = ("tanh",)
 RELU_FAMILY = ("relu", "leaky_relu", "elu", "selu", "gelu", "swish")
 NO_SATURATION = ("linear",)
-
-
-def saturation_kind(activation: str) -> str:
-    """'saturated' (sigmoid/tanh families), 'dead' (ReLU family) or 'none' (linear)."""
-    if activation in SIGMOID_FAMILY or activation in TANH_FAMILY:
-        return "saturated"
-    if activation in RELU_FAMILY:
-        return "dead"
-    if activation in NO_SATURATION:
-        return "none"
-    raise ValueError(f"no saturation measure for activation {activation!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -154,8 +145,6 @@ def pre_activations(engine, state, x: jax.Array) -> dict:
 
 def probe_saturation(engine, state, probe_x_u8, threshold: float = SATURATION_THRESHOLD) -> dict:
     """Saturation per hidden layer on the probe batch at ``state``."""
-    from vgjax.train import scale_pixels
-
     zs = pre_activations(engine, state, scale_pixels(jnp.asarray(probe_x_u8)))
     return {name: saturation_fraction(engine.model.activation, z, threshold) for name, z in zs.items()}
 
@@ -193,8 +182,6 @@ def make_epoch_diagnostics(config, probe_x_u8: np.ndarray | None = None,
 
 def probe_kernel_grads(engine, state, x_u8: jax.Array, y: jax.Array) -> dict:
     """Kernel gradient of the probe batch's mean training loss at ``state``, by layer."""
-    from vgjax.train import scale_pixels
-
     x = scale_pixels(x_u8)
     mask = jnp.ones((x.shape[0],), bool)
 
@@ -262,10 +249,6 @@ def load_histograms(path: str | Path) -> dict:
     return out
 
 
-def histogram_path(run_dir: str | Path, epoch: int) -> Path:
-    return Path(run_dir) / "histograms" / f"epoch_{epoch:04d}.npz"
-
-
 def resolve_epochs(epochs: Iterable[int] | None, total_epochs: int) -> tuple[int, ...]:
     """Histogram epochs with -1 replaced by ``total_epochs``, dropping those beyond it."""
     epochs = DEFAULT_HISTOGRAM_EPOCHS if epochs is None else tuple(epochs)
@@ -273,7 +256,7 @@ def resolve_epochs(epochs: Iterable[int] | None, total_epochs: int) -> tuple[int
     return tuple(sorted(e for e in out if 0 <= e <= total_epochs))
 
 
-class HistogramHook:
+class HistogramHook(Hook):
     """Runner hook writing weight and gradient histograms at chosen epochs.
 
     ``epochs``: global epoch numbers (0 = before training; -1 = the last planned epoch); ``None``
@@ -301,7 +284,7 @@ class HistogramHook:
     def save(self, epoch: int, state, engine) -> Path:
         grads = jax.device_get(self._grads(engine, state))
         weights = jax.device_get(kernels(state.params))
-        path = save_histograms(histogram_path(self.run_dir, epoch), epoch, weights, grads, self.bins)
+        path = save_histograms(RunDir(self.run_dir).histogram_path(epoch), epoch, weights, grads, self.bins)
         self.written.append(path)
         return path
 
@@ -310,10 +293,10 @@ class HistogramHook:
         if fresh and 0 in self.epochs:
             self.save(0, state, engine)
 
-    def __call__(self, record: dict, state, engine=None) -> None:
+    def on_epoch_end(self, record: dict, state, engine=None) -> bool:
         if engine is not None and record["epoch"] in self.epochs:
             self.save(int(record["epoch"]), state, engine)
-        return None
+        return False
 
 
 def hooks_for(config, run_dir, probe_x_u8, probe_y, total_epochs: int,

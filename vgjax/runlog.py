@@ -1,4 +1,7 @@
-"""The run directory: config.json, history.jsonl / history.csv, summary.json.
+"""The run directory: config.json, history.jsonl / history.csv, summary.json, and its folders.
+
+:class:`RunDir` is the one place that names a run directory's files and folders, for writing
+and for reading.
 
 Every file that must never look complete while half-written is written to a temporary file and
 renamed into place. ``history.jsonl`` is appended and flushed once per epoch, so an interrupted
@@ -24,6 +27,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
+
+from vgjax.config import Config
 
 
 def _umask() -> int:
@@ -52,9 +57,22 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+# The names inside a run directory: written and read only through RunDir below.
 MARKER_NAME = ".vgjax-run"
-RUN_FILES = ("config.json", "history.jsonl", "history.csv", "summary.json")
-RUN_FOLDERS = ("checkpoints", "best", "histograms", "figures")
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.jsonl"
+HISTORY_CSV_FILE = "history.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINTS_DIR = "checkpoints"
+BEST_DIR = "best"  # the best epoch's checkpoint (BestCheckpoint) and BEST_FILE
+BEST_FILE = "best.json"
+HISTOGRAMS_DIR = "histograms"
+FIGURES_DIR = "figures"
+ERROR_LOG_FILE = "error.log"  # the traceback of a run that failed (not among RUN_FILES: clear() leaves it)
+RUN_FILES = (CONFIG_FILE, HISTORY_FILE, HISTORY_CSV_FILE, SUMMARY_FILE)
+RUN_FOLDERS = (CHECKPOINTS_DIR, BEST_DIR, HISTOGRAMS_DIR, FIGURES_DIR)
+DONE_STATUSES = ("finished", "diverged", "stopped")  # summary statuses of a run that has ended
+INT_COLUMNS = ("epoch", "stage", "stage_epoch")  # history counters: ints in history.jsonl and when read back
 
 
 def strict(obj: Any) -> Any:
@@ -114,6 +132,42 @@ def read_history(path: str | Path) -> list[dict]:
     return rows
 
 
+def _num(v) -> float:
+    if v is None or v == "":
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def read_history_csv(path: str | Path) -> list[dict]:
+    """Rows of a history.csv: counters as ints, everything else as floats (NaN where unreadable)."""
+    with open(path, newline="") as f:
+        return [{k: (int(float(v)) if k in INT_COLUMNS else _num(v)) for k, v in row.items() if v != ""}
+                for row in csv.DictReader(f)]
+
+
+def best_epoch(history: Iterable[dict], monitor: str = "val_accuracy",
+               mode: str = "max") -> tuple[float, int | None]:
+    """(best value, its epoch) of one history column: the largest (``mode="max"``) or smallest.
+
+    Only finite values count: an epoch whose value is NaN (a diverged epoch, or ``null`` in
+    history.jsonl), infinite or missing is never the best. Ties go to the earliest epoch. With no
+    finite value at all: ``(nan, None)``. Every committed summary.json was written by this rule.
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be max or min, got {mode!r}")
+    best, epoch = math.nan, None
+    for row in history:
+        value = row.get(monitor)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        if epoch is None or (value > best if mode == "max" else value < best):
+            best, epoch = value, row["epoch"]
+    return best, epoch
+
+
 def history_csv(rows: Iterable[dict]) -> str:
     rows = list(rows)
     fields: list[str] = []
@@ -132,12 +186,45 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    config_path = property(lambda self: self.path / "config.json")
-    history_path = property(lambda self: self.path / "history.jsonl")
-    summary_path = property(lambda self: self.path / "summary.json")
-    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+    config_path = property(lambda self: self.path / CONFIG_FILE)
+    history_path = property(lambda self: self.path / HISTORY_FILE)
+    history_csv_path = property(lambda self: self.path / HISTORY_CSV_FILE)
+    summary_path = property(lambda self: self.path / SUMMARY_FILE)
+    checkpoint_dir = property(lambda self: self.path / CHECKPOINTS_DIR)
+    best_dir = property(lambda self: self.path / BEST_DIR)
+    best_path = property(lambda self: self.path / BEST_DIR / BEST_FILE)
+    histogram_dir = property(lambda self: self.path / HISTOGRAMS_DIR)
+    figures_dir = property(lambda self: self.path / FIGURES_DIR)
+    error_log_path = property(lambda self: self.path / ERROR_LOG_FILE)
 
     marker_path = property(lambda self: self.path / MARKER_NAME)
+
+    def histogram_path(self, epoch: int) -> Path:
+        """The weight and gradient histograms written at global epoch ``epoch``."""
+        return self.histogram_dir / f"epoch_{epoch:04d}.npz"
+
+    def histogram_files(self) -> list[Path]:
+        """The histogram files present, in epoch order."""
+        return sorted(self.histogram_dir.glob("epoch_*.npz"))
+
+    def has_checkpoint(self) -> bool:
+        """A best-epoch checkpoint or a numbered checkpoint is present."""
+        ckpt = self.checkpoint_dir
+        return self.best_path.exists() or (ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir()))
+
+    def read_config(self) -> dict:
+        return read_json(self.config_path)
+
+    def read_summary(self) -> dict:
+        """summary.json, or {} when there is none yet."""
+        return read_json(self.summary_path) if self.summary_path.exists() else {}
+
+    def read_rows(self) -> list[dict]:
+        """The history: history.jsonl, else (a copied run without it) history.csv."""
+        rows = self.history()
+        if not rows and self.history_csv_path.exists():
+            rows = read_history_csv(self.history_csv_path)
+        return rows
 
     def exists(self) -> bool:
         return self.config_path.exists()
@@ -147,8 +234,6 @@ class RunDir:
         if self.marker_path.is_file():
             return True
         try:
-            from vgjax.config import Config
-
             Config.from_dict(read_json(self.config_path))
         except Exception:  # missing, unreadable or someone else's config.json
             return False
@@ -168,7 +253,7 @@ class RunDir:
         return summary.get("status") if isinstance(summary, dict) else None
 
     def is_finished(self) -> bool:
-        return self.status() in ("finished", "diverged", "stopped")
+        return self.status() in DONE_STATUSES
 
     def clear(self) -> None:
         """Remove what an earlier run left here (files and folders a run writes, nothing else)."""
@@ -214,7 +299,12 @@ class RunDir:
             f.flush()
 
     def write_csv(self, rows: list[dict] | None = None) -> None:
-        atomic_write_text(self.path / "history.csv", history_csv(self.history() if rows is None else rows))
+        atomic_write_text(self.history_csv_path, history_csv(self.history() if rows is None else rows))
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.summary_path, summary)
+
+
+def find_run_dirs(root: str | Path) -> list[Path]:
+    """Run directories directly under ``root`` (those holding a config.json), by name."""
+    return sorted(p for p in Path(root).iterdir() if p.is_dir() and RunDir(p).exists())

@@ -4,8 +4,8 @@ A plain run is a single stage that trains every layer; "train some layers" (``co
 is a table of stages (:mod:`vgjax.stages`). Epochs are counted globally across stages: the
 checkpoint number is the number of finished epochs, so ``resume`` finds the stage and epoch to
 continue from, restores the exact state, truncates the history to match, and carries on. Every
-key is derived from the seed, the stage and the epoch, so a resumed run ends bit-for-bit where an
-uninterrupted one would (CPU).
+key is derived from the seed, the stage and the epoch (:mod:`vgjax.keys`), so a resumed run ends
+bit-for-bit where an uninterrupted one would (CPU).
 """
 
 from __future__ import annotations
@@ -16,20 +16,18 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
-import jax
-
+from vgjax import diagnostics, keys, plots
 from vgjax import stages as stages_lib
 from vgjax.checkpoint import CheckpointDamaged, Checkpoints
 from vgjax.config import Config
+from vgjax.hooks import Hook, as_hook
 from vgjax.models import build_model, init_variables
 from vgjax.optim import make_optimizer
-from vgjax.runlog import RunDir, read_json
+from vgjax.runlog import RunDir, best_epoch, read_json
 from vgjax.train import DeviceData, Engine, TrainState, create_train_state, fit, make_engine
 
-# An extra per-epoch hook: hook(record, state, engine) -> stop? It may also have
-# ``on_stage_start(state, engine, stage, epochs_before)``, called before a stage's first epoch
-# (with the restored state when resuming).
-EpochHook = Callable[[dict, TrainState, Engine], "bool | None"]
+# A run's hooks: vgjax.hooks.Hook instances, or plain functions f(record, state, engine) -> stop?
+EpochHook = Hook | Callable[[dict, TrainState, Engine], "bool | None"]
 
 
 @dataclasses.dataclass
@@ -42,10 +40,7 @@ class RunResult:
 
 def stage_table(config: Config) -> stages_lib.StageTable:
     """The run's stages: the configured table, or one stage training all layers."""
-    if config.stages is None:
-        table = stages_lib.StageTable((config.depth,), (stages_lib.Stage(1, (1,), (), config.epochs),))
-        return table
-    return stages_lib.load_table(config.stages).scaled(config.epochs_scale)
+    return stages_lib.run_table(config)
 
 
 @dataclasses.dataclass
@@ -65,14 +60,12 @@ def setup_stage(config: Config, table: stages_lib.StageTable, stage: stages_lib.
     if previous is None and config.init_from and stage.index == 1:
         previous = load_saved_state(config.init_from)[2]
     model = build_model(config.replace(depth=table.stage_depth(stage)))
-    key = shared_key = jax.random.PRNGKey(config.seed)
-    if config.stages is not None:
-        key = jax.random.fold_in(key, stage.index)
-    init_key, _ = jax.random.split(key)
+    staged = config.stages is not None
+    key = keys.stage_key(config.seed, stage.index if staged else None)
     # staged: every stage's model draws the shared hidden kernels from the seed alone, as the
     # original's sub-models all share one initializer object
-    shared = jax.random.split(shared_key)[0] if config.stages is not None else None
-    fresh = init_variables(model, init_key, shared)
+    shared = keys.shared_init_key(config.seed) if staged else None
+    fresh = init_variables(model, keys.init_key(key), shared)
     keep_output = config.stage_output == "keep" or config.stages is None
     params = stages_lib.carry_over(fresh["params"], previous.params if previous else None, keep_output)
     stats = stages_lib.carry_over(fresh.get("batch_stats", {}), previous.batch_stats if previous else None)
@@ -84,13 +77,6 @@ def setup_stage(config: Config, table: stages_lib.StageTable, stage: stages_lib.
     return StageSetup(stage, engine, state)
 
 
-def _checkpoint_stage(table: stages_lib.StageTable, step: int) -> stages_lib.Stage:
-    for stage, (first, last) in zip(table.stages, table.boundaries()):
-        if first - 1 < step <= last:
-            return stage
-    raise ValueError(f"checkpoint {step} lies outside the run's {table.total_epochs} epochs")
-
-
 def saved_model_problem(path: str | Path) -> str | None:
     """Why ``path`` cannot serve as a saved model (``--init-from``), or None if it can."""
     rd = RunDir(path)
@@ -100,9 +86,7 @@ def saved_model_problem(path: str | Path) -> str | None:
         Config.from_dict(read_json(rd.config_path))
     except (ValueError, TypeError, OSError) as e:
         return f"its config.json cannot be used: {e}"
-    has_best = (rd.path / "best" / "best.json").exists()
-    has_ckpt = rd.checkpoint_dir.is_dir() and any(p.name.isdigit() for p in rd.checkpoint_dir.iterdir())
-    return None if has_best or has_ckpt else "it holds no checkpoint"
+    return None if rd.has_checkpoint() else "it holds no checkpoint"
 
 
 def load_saved_state(path: str | Path, which: str = "best") -> tuple[Config, Engine, TrainState, dict]:
@@ -116,9 +100,8 @@ def load_saved_state(path: str | Path, which: str = "best") -> tuple[Config, Eng
         raise FileNotFoundError(f"{path} is not a run directory (no config.json)")
     config = Config.from_dict(read_json(rd.config_path)).replace(init_from=None)
     table = stage_table(config)
-    best_json = rd.path / "best" / "best.json"
-    if which == "best" and best_json.exists():
-        directory, step = rd.path / "best", int(read_json(best_json)["epoch"])
+    if which == "best" and rd.best_path.exists():
+        directory, step = rd.best_dir, int(read_json(rd.best_path)["epoch"])
     else:
         directory = rd.checkpoint_dir
         if not directory.is_dir():
@@ -127,7 +110,7 @@ def load_saved_state(path: str | Path, which: str = "best") -> tuple[Config, Eng
             step = ck.latest_step()
         if step is None:
             raise FileNotFoundError(f"{path} holds no checkpoint")
-    setup = setup_stage(config, table, _checkpoint_stage(table, step), None)
+    setup = setup_stage(config, table, table.stage_at(step), None)
     with Checkpoints(directory, create=False) as ck:
         state = ck.restore(step, like=setup.state)
     return config, setup.engine, state, {"checkpoint": str(directory), "epoch": step}
@@ -140,9 +123,7 @@ def _summarise(config: Config, table: stages_lib.StageTable, history: list[dict]
     if history:
         last = history[-1]
         summary["final"] = {k: last[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
-        best = max(history, key=lambda r: r["val_accuracy"] if r["val_accuracy"] == r["val_accuracy"] else -1)
-        summary["best_val_accuracy"] = best["val_accuracy"]
-        summary["best_epoch"] = best["epoch"]
+        summary["best_val_accuracy"], summary["best_epoch"] = best_epoch(history, "val_accuracy")
         summary["mean_epoch_time_s"] = sum(r["epoch_time_s"] for r in history) / len(history)
     if config.stages is not None:
         summary["stage_table"] = table.to_dict()
@@ -176,7 +157,7 @@ def _restore_newest(config: Config, table: stages_lib.StageTable, ckpt: Checkpoi
     failed: list[tuple[int, str]] = []
     for step in sorted(ckpt.steps(), reverse=True):
         try:
-            stage = _checkpoint_stage(table, step)
+            stage = table.stage_at(step)
             si = table.stages.index(stage)
             setup = setup_stage(config, table, stage, None, diagnostics)
             setup.state = ckpt.restore(step, like=setup.state)
@@ -196,12 +177,66 @@ def _restore_newest(config: Config, table: stages_lib.StageTable, ckpt: Checkpoi
     return 0, 0, None
 
 
+class _StageEpochs(Hook):
+    """Inside one stage's fit: numbers each epoch globally, appends its history row, calls the
+    run's hooks and saves the checkpoints (stage end, every ``checkpoint_every``, on a stop)."""
+
+    def __init__(self, config: Config, run_dir: RunDir, ckpt: Checkpoints, history: list[dict],
+                 hooks: list[Hook], stage: stages_lib.Stage, offset: int):
+        self.config, self.run_dir, self.ckpt, self.history = config, run_dir, ckpt, history
+        self.hooks, self.stage, self.offset = hooks, stage, offset
+
+    def on_epoch_end(self, rec: dict, state: TrainState, engine: Engine) -> bool:
+        local = rec["epoch"]
+        rec["epoch"] = self.offset + local
+        if self.config.stages is not None:
+            rec["stage"], rec["stage_epoch"] = self.stage.index, local
+        self.run_dir.append_history(rec)
+        self.history.append(rec)
+        stop = False
+        for hook in self.hooks:
+            stop = bool(hook.on_epoch_end(rec, state, engine)) or stop
+        end_of_stage = local == self.stage.epochs
+        every = self.config.checkpoint_every
+        if end_of_stage or (every and rec["epoch"] % every == 0) or stop:
+            self.ckpt.save(rec["epoch"], state)
+        return stop
+
+
+def _train_stages(config: Config, table: stages_lib.StageTable, run_dir: RunDir, data: DeviceData,
+                  ckpt: Checkpoints, history: list[dict], hooks: list[Hook], first_stage: int,
+                  restored: StageSetup | None, diagnostics: Callable | None,
+                  extra: dict) -> tuple[TrainState, str]:
+    """Train the stages from ``table.stages[first_stage]`` on (continuing ``restored`` if given);
+    returns the last state and the run's status. A divergence is noted in ``extra``."""
+    state: TrainState | None = None
+    for si in range(first_stage, len(table.stages)):
+        stage = table.stages[si]
+        if si == first_stage and restored is not None:
+            setup = restored
+        else:
+            setup = setup_stage(config, table, stage, state, diagnostics)
+        state = setup.state
+        offset = table.epochs_before(stage)
+        for hook in hooks:
+            hook.on_stage_start(state, setup.engine, stage, offset)
+        epochs = _StageEpochs(config, run_dir, ckpt, history, hooks, stage, offset)
+        result = fit(setup.engine, state, data, stage.epochs, hooks=[epochs])
+        state = result.state
+        if result.status != "finished":
+            if result.diverged_epoch is not None:
+                extra["diverged_epoch"] = history[-1]["epoch"]
+                extra["diverged_stage"] = stage.index
+            return state, result.status
+    return state, "finished"
+
+
 def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = False,
         hooks: Iterable[EpochHook] = (), diagnostics: Callable | None = None,
         summary_extra: dict | None = None) -> RunResult:
     """Train ``config`` into ``run_dir`` (which must already hold config.json)."""
     table = stage_table(config)
-    hooks = list(hooks)
+    hooks = [as_hook(h) for h in hooks]
     t_start = time.perf_counter()
     extra = dict(summary_extra or {})
     with Checkpoints(run_dir.checkpoint_dir) as ckpt:
@@ -210,54 +245,14 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
         run_dir.write_summary({"method": config.method, "status": "running", **extra})
         history = run_dir.truncate_history(done)
         for hook in hooks:
-            if hasattr(hook, "replay"):
-                hook.replay(history)
-        offset = sum(s.epochs for s in table.stages[:first_stage])
-        state: TrainState | None = None
-        status = "finished"
-        for si in range(first_stage, len(table.stages)):
-            stage = table.stages[si]
-            if si == first_stage and restored is not None:
-                setup = restored
-            else:
-                setup = setup_stage(config, table, stage, state, diagnostics)
-            state = setup.state
-            for hook in hooks:
-                if hasattr(hook, "on_stage_start"):
-                    hook.on_stage_start(state, setup.engine, stage, offset)
-            hook_stop = {"reason": None}
-
-            def on_epoch(rec: dict, st: TrainState, stage=stage, offset=offset, engine=setup.engine):
-                local = rec["epoch"]
-                rec["epoch"] = offset + local
-                if config.stages is not None:
-                    rec["stage"], rec["stage_epoch"] = stage.index, local
-                run_dir.append_history(rec)
-                history.append(rec)
-                stop = False
-                for hook in hooks:
-                    stop = bool(hook(rec, st, engine)) or stop
-                end_of_stage = local == stage.epochs
-                periodic = config.checkpoint_every and rec["epoch"] % config.checkpoint_every == 0
-                if end_of_stage or periodic or stop:
-                    ckpt.save(rec["epoch"], st)
-                return stop
-
-            result = fit(setup.engine, state, data, stage.epochs, callbacks=[on_epoch])
-            state = result.state
-            if result.status != "finished":
-                status = result.status
-                if result.diverged_epoch is not None:
-                    extra["diverged_epoch"] = history[-1]["epoch"]
-                    extra["diverged_stage"] = stage.index
-                break
-            offset += stage.epochs
+            hook.replay(history)
+        state, status = _train_stages(config, table, run_dir, data, ckpt, history, hooks, first_stage,
+                                      restored, diagnostics, extra)
         for hook in hooks:
-            if hasattr(hook, "finalize"):
-                # a restored-best state is returned, not checkpointed: checkpoints/ keeps the
-                # last epoch (what --resume continues from) and best/ holds the best one
-                state, info = hook.finalize(state)
-                extra.update(info)
+            # a restored-best state is returned, not checkpointed: checkpoints/ keeps the
+            # last epoch (what --resume continues from) and best/ holds the best one
+            state, info = hook.finalize(state)
+            extra.update(info)
     wall = time.perf_counter() - t_start
     run_dir.write_csv(history)
     summary = _summarise(config, table, history, status, wall, extra)
@@ -274,9 +269,6 @@ def train_and_evaluate(config: Config, workdir: str | Path, arrays, *, hooks: It
     checkpoints, adds the per-layer diagnostics when ``config.diagnostics`` is on, and draws the
     run's figures at the end.
     """
-    from vgjax import diagnostics, plots
-    from vgjax.train import DeviceData
-
     run_dir = RunDir(workdir)
     if not (resume and run_dir.exists()):
         run_dir.clear()

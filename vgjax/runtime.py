@@ -1,10 +1,8 @@
 """CPU threading for small matrices, and facts about the running device.
 
-XLA's intra-op thread pool slows these 128-wide matrices when two processes share the machine
-(measured on the project's 2-core machine: a 7-layer epoch 1.10 s per process with default
-threads vs 0.80 s pinned to one core each; alone, both ~0.80 s). The thread pool is sized from
-the process' CPU affinity when the backend starts, so :func:`pin_cpu_threads` must run before
-the first JAX computation.
+:func:`pin_cpu_threads` restricts a process to a few cores; it must run before the first JAX
+computation, since XLA sizes its thread pool from the CPU affinity when the backend starts
+(measurements: docs/design.md, "CPU threads").
 """
 
 from __future__ import annotations
@@ -45,6 +43,11 @@ def _claim_free_cores(candidates: list[int], n: int) -> list[int]:
     return claimed
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def pin_cpu_threads(threads: int | None = 1, cores: list[int] | None = None) -> list[int] | None:
     """Restrict this process (and so XLA's CPU thread pool) to ``threads`` cores.
 
@@ -65,7 +68,7 @@ def pin_cpu_threads(threads: int | None = 1, cores: list[int] | None = None) -> 
 
 
 def device_description() -> dict:
-    import jax
+    import jax  # here, not at the top: this module is imported before pin_cpu_threads runs
 
     d = jax.devices()[0]
     return {"platform": d.platform, "device_kind": d.device_kind, "device_count": jax.device_count(),

@@ -82,6 +82,18 @@ class StageTable:
     def total_epochs(self) -> int:
         return sum(s.epochs for s in self.stages)
 
+    def stage_at(self, epoch: int) -> Stage:
+        """The stage a run is in after ``epoch`` finished global epochs: the stage whose epochs
+        include it (a checkpoint at a stage's last epoch belongs to that stage; 0 to the first)."""
+        for stage, (first, last) in zip(self.stages, self.boundaries()):
+            if first - 1 < epoch <= last:
+                return stage
+        raise ValueError(f"checkpoint {epoch} lies outside the run's {self.total_epochs} epochs")
+
+    def epochs_before(self, stage: Stage) -> int:
+        """Global epochs finished before ``stage`` starts."""
+        return sum(s.epochs for s in self.stages[: self.stages.index(stage)])
+
     def to_dict(self) -> dict:
         return {"sizes": list(self.sizes),
                 "stages": [{"stacked": list(s.stacked), "frozen": list(s.frozen), "epochs": s.epochs}
@@ -191,6 +203,30 @@ def load_table(spec: str | None) -> StageTable:
         except json.JSONDecodeError as e:
             raise ConfigError(f"stage table {spec} is not valid JSON: {e}") from None
     return parse_compact(spec)
+
+
+def run_table(config) -> StageTable:
+    """The stages of a run of ``config`` (a :class:`vgjax.config.Config` or a config.json's dict):
+    its stage table scaled by ``epochs_scale``, or one stage training every layer."""
+    if isinstance(config, dict):
+        get = config.get
+    else:
+        def get(name, default=None):
+            return getattr(config, name, default)
+    if get("stages") is None:
+        return StageTable((get("depth"),), (Stage(1, (1,), (), get("epochs")),))
+    return load_table(get("stages")).scaled(get("epochs_scale", 1.0))
+
+
+def planned_epochs(config) -> int:
+    """The global epochs a run of ``config`` (a Config or a config.json's dict) plans, over all stages."""
+    return run_table(config).total_epochs
+
+
+def relative_cost(table: StageTable) -> float:
+    """A run's cost up to a constant factor: epochs times (hidden layers + 3), summed over stages
+    (why: docs/design.md, "Suite scheduling")."""
+    return float(sum(s.epochs * (table.stage_depth(s) + 3) for s in table.stages))
 
 
 OUTPUT_LAYER = "output"

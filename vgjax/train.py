@@ -1,7 +1,7 @@
 """The training engine: a train state, one jitted epoch as a ``lax.scan``, evaluation, ``fit``.
 
 Data sits on the device as uint8 for the whole run; each epoch shuffles with a key folded from
-the run key and the epoch number, scans over minibatches and scales pixels to [0, 1] per batch.
+the run key and the epoch number (:mod:`vgjax.keys`), scans over minibatches and scales pixels to [0, 1] per batch.
 The last minibatch of an epoch may be partial (Keras semantics): it is padded to full size and
 masked, so its loss, gradient and BatchNorm statistics count only the real rows.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable
 
 import flax
 import jax
@@ -19,7 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vgjax import keys
 from vgjax.config import Config
+from vgjax.data import Arrays
+from vgjax.hooks import Hook
 from vgjax.models import MLP, init_variables
 
 PyTree = Any
@@ -37,8 +40,8 @@ class TrainState:
 
 def create_train_state(model: MLP, tx: optax.GradientTransformation, key: jax.Array,
                        variables: dict | None = None) -> TrainState:
-    """A fresh state; the init key and the run key are split from ``key``."""
-    init_key, run_key = jax.random.split(key)
+    """A fresh state; the init key and the run key are split from ``key`` (:mod:`vgjax.keys`)."""
+    init_key, run_key = keys.init_and_run_keys(key)
     if variables is None:
         variables = init_variables(model, init_key)
     params = variables["params"]
@@ -147,15 +150,14 @@ class Engine:
     def epoch(self, state: TrainState, x_u8: jax.Array, y: jax.Array):
         """One pass over the training set; returns the new state and the epoch's metrics."""
         n = x_u8.shape[0]
-        epoch_key = jax.random.fold_in(state.key, state.epoch)
-        perm = jax.random.permutation(jax.random.fold_in(epoch_key, 0), n)
+        epoch_key = keys.epoch_key(state.key, state.epoch)
+        perm = jax.random.permutation(keys.shuffle_key(epoch_key), n)
         idx, mask = _batches(n, self.batch_size, perm)
         steps = idx.shape[0]
 
         def body(st, inp):
             i, b_idx, b_mask = inp
-            dropout_key = jax.random.fold_in(jax.random.fold_in(epoch_key, 1), i)
-            return self.train_step(st, x_u8, y, b_idx, b_mask, dropout_key)
+            return self.train_step(st, x_u8, y, b_idx, b_mask, keys.dropout_key(epoch_key, i))
 
         new_state, out = jax.lax.scan(body, state, (jnp.arange(steps), idx, mask))
         new_state = new_state.replace(epoch=state.epoch + 1)
@@ -196,14 +198,9 @@ def make_engine(config: Config, model: MLP, tx: optax.GradientTransformation,
                   diagnostics=diagnostics)
 
 
-@dataclasses.dataclass
-class DeviceData:
-    """The four arrays on the device: uint8 images, int32 labels."""
-
-    x_train: jax.Array
-    y_train: jax.Array
-    x_test: jax.Array
-    y_test: jax.Array
+@dataclasses.dataclass(frozen=True, eq=False)
+class DeviceData(Arrays):
+    """The four arrays (:class:`vgjax.data.Arrays`) on the device: uint8 images, int32 labels."""
 
     @classmethod
     def from_numpy(cls, x_train, y_train, x_test, y_test, train_limit: int | None = None):
@@ -232,11 +229,6 @@ def epoch_record(epoch: int, train_metrics: dict, val_metrics: dict, seconds: fl
     return rec
 
 
-class Callback(Protocol):
-    def __call__(self, record: dict, state: TrainState) -> bool | None:
-        """Called after every epoch; return True to stop training."""
-
-
 @dataclasses.dataclass
 class FitResult:
     state: TrainState
@@ -250,15 +242,15 @@ def is_finite_record(rec: dict) -> bool:
 
 
 def fit(engine: Engine, state: TrainState, data: DeviceData, epochs: int,
-        callbacks: Iterable[Callback] = ()) -> FitResult:
+        hooks: Iterable[Hook] = ()) -> FitResult:
     """Train until ``state.epoch == epochs``; one host sync per epoch.
 
-    Stops early when the loss becomes NaN/Inf (status "diverged") or a callback returns True
-    (status "stopped").
+    Every hook's ``on_epoch_end(record, state, engine)`` runs after every epoch. Stops early when
+    the loss becomes NaN/Inf (status "diverged") or a hook returns True (status "stopped").
     """
     epoch_fn = jax.jit(engine.epoch, donate_argnums=(0,))
     eval_fn = jax.jit(engine.evaluate)
-    callbacks = list(callbacks)
+    hooks = list(hooks)
     history: list[dict] = []
     while int(state.epoch) < epochs:
         t0 = time.perf_counter()
@@ -268,12 +260,12 @@ def fit(engine: Engine, state: TrainState, data: DeviceData, epochs: int,
         rec = epoch_record(int(state.epoch), metrics, val, time.perf_counter() - t0)
         history.append(rec)
         if not is_finite_record(rec):
-            for cb in callbacks:
-                cb(rec, state)
+            for hook in hooks:
+                hook.on_epoch_end(rec, state, engine)
             return FitResult(state, history, "diverged", rec["epoch"])
         stop = False
-        for cb in callbacks:
-            stop = bool(cb(rec, state)) or stop
+        for hook in hooks:
+            stop = bool(hook.on_epoch_end(rec, state, engine)) or stop
         if stop:
             return FitResult(state, history, "stopped")
     return FitResult(state, history, "finished")

@@ -1,0 +1,324 @@
+"""Training runs as child processes: the suite's jobs, their progress view and its record.
+
+A :class:`Job` is one ``python -m experiments.run`` process writing one run directory; its log
+goes to a file and its progress (epoch, validation accuracy, time per epoch, ETA) is read from
+the run's history. :func:`run_jobs` runs a list of jobs a few at a time (:mod:`vgjax.pool`),
+:class:`Progress` shows them (a live table on a terminal, plain lines otherwise), and
+:func:`suite_record` is what ``suite.json`` holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from vgjax import pool, stages
+from vgjax.runlog import DONE_STATUSES, RunDir, read_json
+
+SUITE_FILE = "suite.json"  # in the directory of the suite's run directories
+LOGS_DIR = "logs"  # the jobs' logs, beside the run directories
+
+
+@dataclasses.dataclass
+class Job:
+    method: str
+    out: Path
+    command: list[str]
+    action: str  # run | resume | overwrite | skip
+    log: Path
+    completed_codes: tuple[int, ...] = (0,)  # exit codes of a run that ended as its summary says
+    cwd: Path | None = None
+    proc: subprocess.Popen | None = None
+    started: float | None = None
+    ended: float | None = None
+    exit_code: int | None = None
+    status: str = "queued"  # queued | running | finished | diverged | stopped | interrupted | failed | skipped
+    planned: int | None = None
+    epoch: int = 0
+    val_accuracy: float | None = None
+    eta_s: float | None = None
+    sec_per_epoch: float | None = None
+    prev_wall_s: float | None = None  # skipped jobs: the wall time recorded when they ran
+    _printed: float = 0.0
+    _printed_epoch: int = -1
+    _log_handle: object = None
+
+    @property
+    def wall_time_s(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.ended or time.perf_counter()) - self.started
+
+    # the vgjax.pool.Task methods
+    def start(self) -> None:
+        start(self, self.cwd or Path.cwd())
+
+    def poll(self) -> bool:
+        return self.proc.poll() is not None
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:  # only the process this job started, by its handle
+            self.proc.terminate()
+
+    def wait(self, timeout: float | None) -> bool:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+
+def action_for(out: Path, *, resume: bool, overwrite: bool) -> str | None:
+    """What a job does with its run directory: run (there is none yet), overwrite, resume, or
+    skip (it is complete); None when one exists and neither resume nor overwrite was asked for."""
+    rd = RunDir(out)
+    if not rd.exists():
+        return "run"
+    if overwrite:
+        return "overwrite"
+    if resume:
+        return "skip" if rd.status() in DONE_STATUSES else "resume"
+    return None
+
+
+def planned_epochs(run_dir: Path) -> int | None:
+    """Planned global epochs of a run, from its config.json (stage table for staged runs)."""
+    try:
+        config = read_json(RunDir(run_dir).config_path)
+    except (OSError, json.JSONDecodeError):
+        return None
+    try:
+        return stages.planned_epochs(config) or None
+    except Exception:  # noqa: BLE001 - a bad table is reported by the run itself
+        return None
+
+
+def refresh(job: Job) -> None:
+    """Epoch, accuracy and ETA of a running job, read from its history.jsonl."""
+    if job.planned is None:
+        job.planned = planned_epochs(job.out)
+    rows = RunDir(job.out).history()
+    if not rows:
+        return
+    job.epoch = int(rows[-1]["epoch"])
+    job.val_accuracy = rows[-1].get("val_accuracy")
+    # the median of the last few epochs, never the first (mostly compilation): robust to the
+    # recompilation at stage starts and after a resume
+    recent = [r["epoch_time_s"] for r in rows[1:] if "epoch_time_s" in r][-5:]
+    if recent:
+        job.sec_per_epoch = statistics.median(recent)
+        if job.planned:
+            job.eta_s = max(job.planned - job.epoch, 0) * job.sec_per_epoch
+
+
+def finish(job: Job) -> None:
+    """Status of an ended job from its exit code and summary.json."""
+    job.ended = time.perf_counter()
+    job.exit_code = job.proc.returncode if job.proc else None
+    if job._log_handle:
+        job._log_handle.close()
+    refresh(job)
+    summary_status = RunDir(job.out).status()
+    if job.exit_code in job.completed_codes and summary_status:
+        job.status = summary_status
+    else:
+        job.status = "failed"
+    job.eta_s = 0 if job.status == "finished" else None
+
+
+def start(job: Job, cwd: Path) -> None:
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    job._log_handle = open(job.log, "a")  # a resumed method keeps its earlier log
+    job._log_handle.write("$ " + shlex.join(job.command) + "\n")
+    job._log_handle.flush()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(cwd)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    job.started = time.perf_counter()
+    job.proc = subprocess.Popen(job.command, cwd=cwd, env=env, stdout=job._log_handle, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    job.status = "running"
+
+
+def last_error(job: Job) -> str:
+    """The last 'error:' line (or last line) of a job's log."""
+    try:
+        lines = [ln for ln in job.log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    return (errors or lines or [""])[-1].strip()
+
+
+# ----------------------------------------------------------------------------------------------
+# progress
+
+
+def fmt_s(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "–"
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+class Progress:
+    """A rich Live table on a terminal, one plain line per event otherwise."""
+
+    def __init__(self, jobs: list[Job], plain_every: float = 30.0):
+        self.jobs, self.plain_every = jobs, plain_every
+        self.console = Console(stderr=True)
+        self.t0 = time.perf_counter()
+        self.live = None
+        if self.console.is_terminal:
+            self.live = Live(self.table(), console=self.console, refresh_per_second=2, transient=False)
+            self.live.start()
+        for j in jobs:
+            if j.action == "skip":
+                self.line(f"[suite] skip {j.method}: already {j.status}")
+
+    def table(self) -> Table:
+        done = sum(j.status not in ("queued", "running") for j in self.jobs)
+        t = Table(title=f"suite: {done}/{len(self.jobs)} methods done, elapsed {fmt_s(time.perf_counter() - self.t0)}")
+        for col in ("method", "status", "epoch", "val acc", "s/epoch", "ETA", "wall"):
+            t.add_column(col, justify="left" if col in ("method", "status") else "right")
+        for j in self.jobs:
+            epoch = f"{j.epoch}/{j.planned}" if j.planned else (str(j.epoch) if j.epoch else "–")
+            style = {"failed": "red", "diverged": "red", "finished": "green", "running": "bold"}.get(j.status, "")
+            t.add_row(j.method, f"[{style}]{j.status}[/]" if style else j.status, epoch,
+                      f"{j.val_accuracy:.4f}" if isinstance(j.val_accuracy, float) else "–",
+                      f"{j.sec_per_epoch:.2f}" if j.sec_per_epoch else "–", fmt_s(j.eta_s), fmt_s(j.wall_time_s))
+        return t
+
+    def line(self, text: str) -> None:
+        if self.live is not None:
+            self.live.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def event(self, job: Job, what: str) -> None:
+        if what == "start":
+            self.line(f"[suite] start {job.method}" + (f" ({job.action})" if job.action != "run" else ""))
+        elif what == "end":
+            msg = (f"[suite] {job.method}: {job.status} (exit {job.exit_code}) after {job.epoch} epochs "
+                   f"in {fmt_s(job.wall_time_s)}")
+            if job.status == "failed":
+                msg += f" — {last_error(job)} (log: {job.log})"
+            self.line(msg)
+
+    def update(self) -> None:
+        if self.live is not None:
+            self.live.update(self.table())
+            return
+        now = time.perf_counter()
+        for j in self.jobs:
+            news = j.status == "running" and j.epoch > 0 and j.epoch != j._printed_epoch
+            if news and now - j._printed >= self.plain_every:
+                j._printed, j._printed_epoch = now, j.epoch
+                acc = f" val_acc {j.val_accuracy:.4f}" if isinstance(j.val_accuracy, float) else ""
+                self.line(f"[suite] {j.method} epoch {j.epoch}/{j.planned or '?'}{acc} eta {fmt_s(j.eta_s)}")
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.update(self.table())
+            self.live.stop()
+
+
+def summary_table(jobs: list[Job]) -> str:
+    head = f"{'method':<18} {'status':<11} {'exit':>4} {'epochs':>8} {'val_acc':>8} {'wall':>9}"
+    lines = [head, "-" * len(head)]
+    for j in jobs:
+        epochs = f"{j.epoch}/{j.planned}" if j.planned else str(j.epoch)
+        acc = f"{j.val_accuracy:.4f}" if isinstance(j.val_accuracy, float) else "–"
+        code = "–" if j.exit_code is None else str(j.exit_code)
+        lines.append(f"{j.method:<18} {j.status:<11} {code:>4} {epochs:>8} {acc:>8} {fmt_s(j.wall_time_s):>9}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# the scheduler
+
+
+def run_jobs(jobs: list[Job], workers: int, poll: float, progress: Progress, cwd: Path) -> bool:
+    """Run the jobs in their order, ``workers`` at a time; returns False if interrupted (children
+    get SIGTERM, then SIGKILL after a minute)."""
+    todo = [j for j in jobs if j.action != "skip"]
+    for job in todo:
+        job.cwd = cwd
+
+    def tick(running: list[Job]) -> None:
+        progress.update()
+        time.sleep(poll)
+        for job in running:
+            refresh(job)
+
+    def ended(job: Job) -> None:
+        finish(job)
+        progress.event(job, "end")
+
+    try:
+        pool.run(todo, workers, tick, on_start=lambda job: progress.event(job, "start"), on_end=ended)
+    except KeyboardInterrupt:
+        for job in todo:
+            if job.status == "running":  # stopped by pool.run
+                finish(job)
+        return False
+    progress.update()
+    return True
+
+
+def previous_entries(runs_dir: Path) -> dict:
+    try:
+        return read_json(runs_dir / SUITE_FILE).get("methods", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+
+
+def fill_skipped(jobs: list[Job], runs_dir: Path) -> None:
+    """Status and numbers of skipped (already complete) methods, from their files."""
+    before = previous_entries(runs_dir)
+    for j in jobs:
+        if j.action != "skip":
+            continue
+        rd = RunDir(j.out)
+        j.status = rd.status() or "skipped"
+        refresh(j)
+        prev = before.get(j.method, {})
+        j.exit_code = prev.get("exit_code")
+        try:
+            j.prev_wall_s = prev.get("wall_time_s") or read_json(rd.summary_path).get("wall_time_s")
+        except (OSError, json.JSONDecodeError):
+            j.prev_wall_s = None
+
+
+def suite_record(jobs: list[Job], *, workers: int, wall: float, interrupted: bool, sequential: bool,
+                 threads: int) -> dict:
+    """What suite.json holds: the suite's settings and, per method, how its job went."""
+    methods = {}
+    for j in jobs:
+        wall_j = j.prev_wall_s if j.action == "skip" else j.wall_time_s
+        methods[j.method] = {"status": j.status, "exit_code": j.exit_code, "wall_time_s": wall_j,
+                             "action": j.action, "epochs_run": j.epoch, "epochs_planned": j.planned,
+                             "run_dir": j.out.name, "log": str(j.log.relative_to(j.out.parent)),
+                             "command": shlex.join(j.command[1:])}
+        if j.status == "failed":
+            methods[j.method]["error"] = last_error(j)
+    return {"status": "interrupted" if interrupted else "finished", "workers": workers,
+            "sequential": bool(sequential), "threads_per_run": threads, "wall_time_s": wall,
+            "methods": methods}

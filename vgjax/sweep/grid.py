@@ -1,0 +1,78 @@
+"""The sweep's grid: one discrete config and the seeds and continuous values swept around it.
+
+A *member* is one training run: a seed and one value of each continuous hyper-parameter
+(``init_std``, ``lr``, ``beta``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+import numpy as np
+
+from vgjax.config import Config, ConfigError
+
+AXES = ("init_std", "lr", "beta")  # continuous hyper-parameters, one value per member
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # recorded per member and epoch
+STD_SCALED_INITS = ("random_normal", "truncated_normal")  # initializers of the form f(key) * std
+BETA_ACTIVATIONS = ("sigmoid_beta", "sigmoid_modgrad")
+
+Members = dict[str, np.ndarray]  # "seed", "setting" and every axis: arrays of shape (M,)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """One discrete configuration and the continuous values and seeds swept around it.
+
+    An empty axis means the config's own value. Settings are the cartesian product of the axes
+    (init std varying slowest); members are setting-major: member ``i`` is setting
+    ``i // len(seeds)`` with seed ``seeds[i % len(seeds)]``.
+    """
+
+    config: Config
+    init_std: tuple[float, ...] = ()
+    lr: tuple[float, ...] = ()
+    beta: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+
+    def values(self, axis: str) -> tuple[float, ...]:
+        return tuple(getattr(self, axis)) or (float(getattr(self.config, axis)),)
+
+    def settings(self) -> list[dict[str, float]]:
+        return [dict(zip(AXES, v)) for v in itertools.product(*(self.values(a) for a in AXES))]
+
+    def members(self) -> Members:
+        settings, n = self.settings(), len(self.seeds)
+        setting = np.repeat(np.arange(len(settings)), n)
+        out: Members = {"setting": setting, "seed": np.tile(np.asarray(self.seeds, np.int32), len(settings))}
+        for a in AXES:
+            out[a] = np.asarray([settings[s][a] for s in setting], np.float32)
+        return out
+
+
+def validate_spec(spec: SweepSpec) -> None:
+    """Reject sweeps that cannot run as one vmapped program, or whose axis would do nothing."""
+    c = spec.config
+    if c.stages is not None:
+        raise ConfigError("staged training (--stages / method freeze) cannot be swept; use experiments.run")
+    if c.init_from is not None:
+        raise ConfigError("--init-from cannot be combined with a sweep")
+    if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds) or min(spec.seeds) < 0:
+        raise ConfigError("seeds must be distinct non-negative integers")
+    if spec.init_std and c.init not in STD_SCALED_INITS and set(spec.init_std) != {c.init_std}:
+        raise ConfigError(f"init std has no effect on initializer {c.init!r}; "
+                          f"it applies to {', '.join(STD_SCALED_INITS)}")
+    if spec.beta and c.activation not in BETA_ACTIVATIONS and len(set(spec.beta)) > 1:
+        raise ConfigError(f"beta has no effect on activation {c.activation!r}; "
+                          f"it applies to {', '.join(BETA_ACTIVATIONS)}")
+    for axis, positive in (("init_std", True), ("lr", True), ("beta", False)):
+        for v in spec.values(axis):
+            if not math.isfinite(v) or (positive and v <= 0):
+                raise ConfigError(f"{axis} values must be finite{' and > 0' if positive else ''}, got {v}")
+
+
+def take(members: Members, start: int, stop: int) -> Members:
+    """Members ``start:stop``."""
+    return {k: v[start:stop] for k, v in members.items()}

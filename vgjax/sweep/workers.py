@@ -1,0 +1,200 @@
+"""Running a sweep: chunks of members trained by the compiled program in this process, or
+contiguous groups of members trained by single-threaded worker processes (:mod:`vgjax.pool`),
+the faster way on a CPU (docs/design.md, "Sweeps").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import queue as queue_lib
+import time
+import traceback
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+
+from vgjax import pool, runtime
+from vgjax.data import Arrays
+from vgjax.sweep.grid import METRICS, Members, SweepSpec, take, validate_spec
+from vgjax.sweep.plan import chunk_plan, pad_members
+from vgjax.sweep.program import SweepProgram
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochProgress:
+    """One finished epoch of one chunk: members ``start:stop`` of the sweep."""
+
+    start: int
+    stop: int
+    epoch: int  # 1-based
+    epochs: int
+    chunk: int  # 1-based, counted within its worker
+    chunks: int
+    worker: int  # 0 when the sweep runs in this process
+    metrics: dict[str, np.ndarray]  # (stop - start,) each
+
+
+@dataclasses.dataclass
+class SweepResult:
+    spec: SweepSpec
+    members: Members
+    history: dict[str, np.ndarray]  # metric -> (members, epochs)
+    chunk_size: int  # members per chunk (per worker process when there are several)
+    chunk_source: str
+    n_devices: int
+    workers: int  # 0: vmapped in this process; else single-threaded worker processes
+    wall_time_s: float
+    first_epoch_s: float  # the first chunk's init and first epoch, compilation included
+
+
+ProgressFn = Callable[[EpochProgress], None]
+
+
+def train_chunks(program: SweepProgram, members: Members, data: Any, epochs: int, size: int,
+                 on_epoch: ProgressFn | None = None, offset: int = 0,
+                 worker: int = 0) -> tuple[dict[str, np.ndarray], float]:
+    """Train ``members`` in chunks of ``size`` (each padded to full size, so one compiled
+    program serves every chunk). Returns the history and the seconds to the first epoch's end."""
+    n = len(members["seed"])
+    history = {m: np.full((n, epochs), np.nan, np.float32) for m in METRICS}
+    arrays = program.replicate(data)
+    starts = list(range(0, n, size))
+    t0, first = time.perf_counter(), 0.0
+    for ci, start in enumerate(starts):
+        stop = min(start + size, n)
+        states = program.init(program.shard(pad_members(take(members, start, stop), size)))
+        for e in range(epochs):
+            states, metrics = program.epoch(states, *arrays)
+            metrics = {k: np.asarray(v)[:stop - start] for k, v in jax.device_get(metrics).items()}
+            first = first or time.perf_counter() - t0
+            for k in METRICS:
+                history[k][start:stop, e] = metrics[k]
+            if on_epoch is not None:
+                on_epoch(EpochProgress(offset + start, offset + stop, e + 1, epochs, ci + 1, len(starts),
+                                       worker, metrics))
+        del states
+    return history, first
+
+
+def run_sweep(spec: SweepSpec, data: Any, epochs: int | None = None, *, chunk: int | None = None,
+              devices: Sequence[jax.Device] | None = None, workers: int = 0, threads: int = 1,
+              cores: Sequence[int] | None = None, on_epoch: ProgressFn | None = None) -> SweepResult:
+    """Train every member of ``spec`` for ``epochs`` (default: the config's); collect the metrics.
+
+    ``data``: ``DeviceData`` or host arrays with the same four attributes. ``chunk`` forces the
+    members per chunk (else from the memory estimate). ``workers=0`` runs the chunks vmapped in
+    this process, sharded over ``devices`` (default: all local devices); ``workers=P`` splits
+    the members into P contiguous groups trained by worker processes pinned to ``threads`` CPU
+    cores each (``cores``: which ones, in turn; else free ones are claimed) -- the faster way on
+    a CPU.
+    """
+    validate_spec(spec)
+    epochs = spec.config.epochs if epochs is None else epochs
+    members = spec.members()
+    n = len(members["seed"])
+    t0 = time.perf_counter()
+    if workers:
+        history, size, source, first = _run_workers(spec, members, Arrays.of(data), epochs, chunk,
+                                                    min(workers, n), threads, cores, on_epoch)
+        n_devices = 1
+    else:
+        program = SweepProgram.build(spec.config, devices)
+        size, source = chunk_plan(program, n, chunk, len(data.y_train))
+        history, first = train_chunks(program, members, data, epochs, size, on_epoch)
+        n_devices = program.n_devices
+    return SweepResult(spec, members, history, size, source, n_devices, min(workers, n),
+                       time.perf_counter() - t0, first)
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+class WorkerError(RuntimeError):
+    """A sweep worker process failed (its traceback is the message)."""
+
+
+def _worker_main(queue: Any, worker: int, spec: SweepSpec, members: Members, offset: int, data: Arrays,
+                 epochs: int, chunk: int | None, threads: int, cores: list[int] | None) -> None:
+    """Entry point of one worker process: pin to CPU cores, train its members, send the history."""
+    try:
+        runtime.pin_cpu_threads(threads, cores=cores)  # before this process' first JAX computation
+        program = SweepProgram.build(spec.config)
+        size, source = chunk_plan(program, len(members["seed"]), chunk, len(data.y_train))
+        history, first = train_chunks(program, members, data, epochs, size,
+                                      lambda p: queue.put(("epoch", p)), offset, worker)
+        queue.put(("done", worker, history, size, source, first))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        queue.put(("error", worker, traceback.format_exc()))
+
+
+class _Worker:
+    """One worker process as a :class:`vgjax.pool.Task`: it has ended once its result arrived."""
+
+    def __init__(self, ctx: Any, index: int, args: tuple, done: dict[int, tuple]):
+        self.index, self.done = index, done
+        self.process = ctx.Process(target=_worker_main, args=args, daemon=True)
+
+    def start(self) -> None:
+        self.process.start()
+
+    def poll(self) -> bool:
+        return self.index in self.done
+
+    def terminate(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+
+    def wait(self, timeout: float | None) -> bool:
+        self.process.join(timeout)
+        return self.process.exitcode is not None
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+def _read_messages(queue: Any, done: dict[int, tuple], exited: set[int],
+                   on_epoch: ProgressFn | None) -> Callable[[list], None]:
+    """The pool's tick: wait up to a second for one message of a worker and act on it; a worker
+    that ended without a result is given one more second for it to arrive, then WorkerError."""
+
+    def tick(running: list[_Worker]) -> None:
+        try:
+            msg = queue.get(timeout=1.0)
+        except queue_lib.Empty:
+            dead = [w for w in running if w.process.exitcode is not None]
+            lost = [w for w in dead if w.index in exited or w.process.exitcode != 0]
+            if lost:
+                raise WorkerError(f"sweep worker {lost[0].index} exited with status {lost[0].process.exitcode}")
+            exited.update(w.index for w in dead)
+            return
+        if msg[0] == "epoch" and on_epoch is not None:
+            on_epoch(msg[1])
+        elif msg[0] == "done":
+            done[msg[1]] = msg[2:]
+        elif msg[0] == "error":
+            raise WorkerError(f"sweep worker {msg[1]} failed:\n{msg[2]}")
+
+    return tick
+
+
+def _run_workers(spec: SweepSpec, members: Members, data: Arrays, epochs: int, chunk: int | None,
+                 workers: int, threads: int, cores: Sequence[int] | None,
+                 on_epoch: ProgressFn | None) -> tuple[dict[str, np.ndarray], int, str, float]:
+    """Train contiguous groups of members in ``workers`` spawned processes; merge their histories."""
+    ctx = multiprocessing.get_context("spawn")  # JAX is not fork-safe
+    queue = ctx.Queue()
+    groups = np.array_split(np.arange(len(members["seed"])), workers)
+    done: dict[int, tuple] = {}
+    tasks = []
+    for w, g in enumerate(groups):
+        own = None if cores is None else [list(cores)[(w * threads + i) % len(cores)] for i in range(threads)]
+        args = (queue, w, spec, take(members, g[0], g[-1] + 1), int(g[0]), data, epochs, chunk, threads, own)
+        tasks.append(_Worker(ctx, w, args, done))
+    try:
+        pool.run(tasks, len(tasks), _read_messages(queue, done, set(), on_epoch), grace=None)
+    finally:
+        pool.stop(tasks, grace=None)
+    history = {m: np.concatenate([done[w][0][m] for w in range(workers)]) for m in METRICS}
+    _, size, source, first = done[0]
+    return history, size, source, first
