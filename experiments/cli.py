@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vgjax import config as config_mod
 from vgjax import data
+from vgjax.hooks import Hook
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
@@ -119,7 +120,7 @@ def load_data(data_dir: str | None, source: str):
         fail(str(e))
 
 
-class EpochPrinter:
+class EpochPrinter(Hook):
     """Progress for one run: a rich bar on a terminal, a plain line per epoch otherwise."""
 
     def __init__(self, title: str, total_epochs: int, done: int = 0, every: int = 1):
@@ -139,7 +140,7 @@ class EpochPrinter:
         return (f"loss {rec['loss']:.4f} acc {rec['accuracy']:.4f} "
                 f"val_loss {rec['val_loss']:.4f} val_acc {rec['val_accuracy']:.4f}")
 
-    def __call__(self, rec: dict, *_args) -> None:
+    def on_epoch_end(self, rec: dict, *_args) -> None:
         stage = f" stage {rec['stage']}" if "stage" in rec else ""
         if self._progress is not None:
             self._progress.update(self._task, completed=rec["epoch"], metrics=self.describe(rec),

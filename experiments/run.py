@@ -20,8 +20,7 @@ from experiments import cli
 from experiments.configs import METHODS
 from experiments.run_args import check_init_from, config_from_args
 from experiments.run_dir import inspect_run_dir, prepare_run_dir
-from vgjax import runlock, runner, runtime
-from vgjax.callbacks import BestCheckpoint, EarlyStopping
+from vgjax import runlock, runner, runtime, stages
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.run", description=__doc__.split("\n\n")[1])
@@ -101,31 +100,21 @@ def _main(args) -> int:
             print(f"note: {out} has no checkpoint yet (it stopped before its first one): it starts again "
                   f"from epoch 1", file=sys.stderr)
         run_dir = prepare_run_dir(out, action, config)
-        return train(config, run_dir, arrays, resume=action == "resume", hooks=toolbox_hooks(config, run_dir))
+        return train(config, run_dir, arrays, resume=action == "resume")
     finally:
         lock.release()
 
 
-def toolbox_hooks(config, run_dir) -> list:
-    """The config's best-model checkpoint and early stopping."""
-    hooks = []
-    if config.best_checkpoint:
-        hooks.append(BestCheckpoint(run_dir.path / "best", monitor=config.monitor, mode=config.mode))
-    if config.early_stop:
-        hooks.append(EarlyStopping(config.early_stop, patience=config.patience, min_delta=config.min_delta,
-                                   mode=config.mode, restore_best=config.restore_best))
-    return hooks
-
-
-def train(config, run_dir, arrays, resume: bool = False, hooks: list = ()) -> int:
+def train(config, run_dir, arrays, resume: bool = False) -> int:
+    """Train into the prepared ``run_dir``, with progress; the exit status of the run."""
     cli.sigterm_as_interrupt()
-    table = runner.stage_table(config)
+    table = stages.run_table(config)
     done = len(run_dir.history()) if resume else 0
     progress = cli.EpochPrinter(config.method, table.total_epochs, done=done,
                                 every=1 if table.total_epochs <= 50 else 10)
     try:
         result = runner.train_and_evaluate(config, run_dir.path, arrays, resume=resume,
-                                           hooks=[progress, *hooks],
+                                           hooks=[progress],
                                            summary_extra={"device": runtime.device_description()})
     except KeyboardInterrupt:
         progress.close()
@@ -140,7 +129,7 @@ def train(config, run_dir, arrays, resume: bool = False, hooks: list = ()) -> in
         cli.fail(f"cannot resume {run_dir.path}: {e}; start over with --overwrite")
     except Exception as e:  # a bug: keep the traceback in the run directory, not on the screen
         progress.close()
-        log = run_dir.path / "error.log"
+        log = run_dir.error_log_path
         try:
             log.write_text(traceback.format_exc())
             run_dir.write_summary({"method": config.method, "status": "failed", "error": cli.one_line(e),

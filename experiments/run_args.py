@@ -15,7 +15,8 @@ from experiments.configs import METHODS, get_config
 from vgjax import stages
 from vgjax.config import ConfigError
 from vgjax.models import build_model, init_variables
-from vgjax.runner import load_saved_state, saved_model_problem, stage_table
+from vgjax.runner import load_saved_state, saved_model_problem
+from vgjax.stages import run_table
 
 MAX_EPOCHS = 1_000_000  # more than any run could train: a larger number is a typo
 
@@ -40,7 +41,7 @@ def config_from_args(args):
         overrides["init_from"] = str(Path(args.init_from).resolve())
     try:
         config = get_config(args.method, **overrides)
-        total = stage_table(config).total_epochs  # validates the table
+        total = run_table(config).total_epochs  # validates the table
     except ConfigError as e:
         cli.config_error(e, overrides)
     if total > MAX_EPOCHS:
@@ -74,7 +75,7 @@ def check_init_from(config) -> None:
         _, _, state, _ = load_saved_state(config.init_from)
     except Exception as e:  # a damaged run: config, checkpoint files (orbax raises many kinds)
         cli.fail(f"--init-from {config.init_from}: its saved model does not load ({cli.one_line(e)})")
-    table = stage_table(config)
+    table = run_table(config)
     model = build_model(config.replace(depth=table.stage_depth(table.stages[0]), init_from=None))
     fresh = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0)))["params"]
     shape = lambda tree: [tuple(x.shape) for x in jax.tree_util.tree_leaves(tree)]  # noqa: E731

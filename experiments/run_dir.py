@@ -11,7 +11,7 @@ from experiments import cli
 from vgjax import runlock
 from vgjax.config import Config
 from vgjax.runlog import MARKER_NAME, RunDir, read_json
-from vgjax.runner import stage_table
+from vgjax.stages import run_table
 
 
 def _checkpoint_epochs(config, table, epochs) -> list[int]:
@@ -73,7 +73,7 @@ def inspect_run_dir(path: Path, config, resume: bool, overwrite: bool) -> str:
     if ckdir.is_dir() and any(p.name.isdigit() for p in ckdir.iterdir()):
         return "resume"
     rows = rd.history()
-    table = stage_table(config)
+    table = run_table(config)
     saved_at = _checkpoint_epochs(config, table, [r["epoch"] for r in rows if isinstance(r.get("epoch"), int)])
     if saved_at:
         cli.fail(f"cannot resume {path}: {ckdir} holds no checkpoint, though one was saved at epoch {saved_at[-1]}; "

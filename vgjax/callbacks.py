@@ -131,3 +131,15 @@ class BestCheckpoint(Hook):
     def finalize(self, state):
         return state, {"best_checkpoint": {"monitor": self.track.monitor, "epoch": self.track.best_epoch,
                                            "value": self.track.best, "path": str(self.directory)}}
+
+
+def hooks_for(config, run_dir) -> list[Hook]:
+    """The config's bookkeeping hooks: the best-model checkpoint (``config.best_checkpoint``, in
+    the run directory's ``best/``) and early stopping (``config.early_stop``)."""
+    hooks: list[Hook] = []
+    if config.best_checkpoint:
+        hooks.append(BestCheckpoint(run_dir.best_dir, monitor=config.monitor, mode=config.mode))
+    if config.early_stop:
+        hooks.append(EarlyStopping(config.early_stop, patience=config.patience, min_delta=config.min_delta,
+                                   mode=config.mode, restore_best=config.restore_best))
+    return hooks

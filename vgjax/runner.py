@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
-from vgjax import diagnostics, keys, plots
+from vgjax import callbacks, diagnostics, keys, plots
 from vgjax import stages as stages_lib
 from vgjax.checkpoint import CheckpointDamaged, Checkpoints
 from vgjax.config import Config
@@ -264,10 +264,10 @@ def train_and_evaluate(config: Config, workdir: str | Path, arrays, *, hooks: It
                        resume: bool = False, summary_extra: dict | None = None) -> RunResult:
     """Train ``config`` on Fashion-MNIST ``arrays`` (from :func:`vgjax.data.load`) into ``workdir``.
 
-    The Python entry point behind ``python -m experiments.run`` (which adds the progress display,
-    the toolbox flags and the one-line error handling): writes config.json, history, summary and
-    checkpoints, adds the per-layer diagnostics when ``config.diagnostics`` is on, and draws the
-    run's figures at the end.
+    The Python entry point behind ``python -m experiments.run`` (which adds the progress display
+    and the one-line error handling): writes config.json, history, summary and checkpoints, adds
+    the config's best-model checkpoint and early stopping (:func:`vgjax.callbacks.hooks_for`) and,
+    when ``config.diagnostics`` is on, the per-layer diagnostics, and draws the run's figures at the end.
     """
     run_dir = RunDir(workdir)
     if not (resume and run_dir.exists()):
@@ -281,7 +281,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, arrays, *, hooks: It
     diag_fn, diag_hooks = diagnostics.hooks_for(config, run_dir, probe_x, probe_y,
                                                 stage_table(config).total_epochs)
     extra = {"data_source": getattr(arrays, "source", None), **(summary_extra or {})}
-    result = run(config, run_dir, data, resume=resume, hooks=[*hooks, *diag_hooks],
+    result = run(config, run_dir, data, resume=resume, hooks=[*hooks, *callbacks.hooks_for(config, run_dir), *diag_hooks],
                  diagnostics=diag_fn, summary_extra=extra)
     try:
         plots.plot_run(run_dir.path)
