@@ -72,7 +72,7 @@ BUDGET_FIELDS = {"method", "epochs", "train_limit", "epochs_scale", "checkpoint_
 
 def method_overrides(config: dict) -> dict:
     """Config values of a run that differ from its named method's (budget fields aside)."""
-    from experiments.configs import METHODS, get_config
+    from vgjax.methods import METHODS, get_config
 
     method = config.get("method")
     if method not in METHODS:
@@ -90,7 +90,7 @@ def plural(n: int, word: str) -> str:
 
 def row_for(run_dir: str | Path, suite_entry: dict | None = None) -> Row:
     """The report row of one run, computed from its history (summary only for status/wall time)."""
-    from experiments.configs import METHODS
+    from vgjax.methods import METHODS
     from vgjax.plots import load_run
     from vgjax.runtime import device_text
 
@@ -125,7 +125,7 @@ def row_for(run_dir: str | Path, suite_entry: dict | None = None) -> Row:
 
 
 def _order_key(row: "Row"):
-    from experiments.configs import METHODS
+    from vgjax.methods import METHODS
 
     known = list(METHODS)
     return (known.index(row.method) if row.method in known else len(known), row.method, row.path.name)

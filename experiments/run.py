@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 
 from experiments import cli
-from experiments.configs import METHODS, get_config
+from vgjax.methods import METHODS, get_config
 
 MAX_EPOCHS = 1_000_000  # more than any run could train: a larger number is a typo
 

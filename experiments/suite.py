@@ -83,7 +83,7 @@ def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def default_methods(include_optimizers: bool) -> list[str]:
-    from experiments.configs import method_names
+    from vgjax.methods import method_names
 
     groups = ["baseline", "remedy", "staged"] + (["optimizers"] if include_optimizers else [])
     return [m for g in groups for m in method_names(g)]
@@ -127,7 +127,7 @@ class Job:
 
 
 def is_staged(method: str) -> bool:
-    from experiments.configs import METHODS
+    from vgjax.methods import METHODS
 
     return METHODS[method].changes.get("stages") is not None
 
@@ -167,7 +167,7 @@ def estimated_cost(method: str, args) -> float:
     epoch_speed.py: 0.52 s for 3 layers, 0.85 s for 7 at batch 32); the +3 is the depth-free part
     (input and output layers, data handling, evaluation).
     """
-    from experiments.configs import get_config
+    from vgjax.methods import get_config
     from vgjax.config import Config
     from vgjax.runner import stage_table
 
@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     own, passthrough = split_passthrough(argv)
     args = build_parser().parse_args(own)
-    from experiments.configs import METHODS
+    from vgjax.methods import METHODS
 
     if args.methods:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -81,7 +81,7 @@ def sweep_name(args: argparse.Namespace) -> str:
 
 def build_specs(args: argparse.Namespace) -> list:
     """One SweepSpec per combination of method and discrete values; a bad value is a usage error."""
-    from experiments.configs import get_config
+    from vgjax.methods import get_config
     from vgjax.config import ConfigError
     from vgjax.sweep import SweepSpec, validate_spec
 

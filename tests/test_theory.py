@@ -183,7 +183,7 @@ def fashion(fashion_mnist_dir):
 def test_baseline_7_prediction_matches_a_measurement(fashion):
     """8 seeds x the first minibatch of 32; every layer within a factor 1.5 (measured when
     written: ratios 0.95-1.06, layer-1/output 2.3e-6 predicted and measured)."""
-    from experiments.configs import get_config
+    from vgjax.methods import get_config
 
     config = get_config("baseline_7")
     idx = T.stratified_sample(fashion.y_train, 3, seed=0)
