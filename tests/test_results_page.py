@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import report, sweep_report
+from vgjax import report, sweep_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
