@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     import jax
     import jax.numpy as jnp
 
-    from experiments.configs import get_config
+    from vgjax.methods import get_config
     from vgjax import data
     from vgjax.models import build_model
     from vgjax.optim import make_optimizer

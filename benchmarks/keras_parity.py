@@ -38,7 +38,7 @@ FLOOR = 0.002
 def vgjax_histories(method: str, seeds: list[int], epochs: int, arrays) -> list[list[dict]]:
     import jax
 
-    from experiments.configs import get_config
+    from vgjax.methods import get_config
     from vgjax.models import build_model
     from vgjax.optim import make_optimizer
     from vgjax.train import DeviceData, create_train_state, fit, make_engine
@@ -54,7 +54,7 @@ def vgjax_histories(method: str, seeds: list[int], epochs: int, arrays) -> list[
 
 
 def keras_histories(method: str, seeds: list[int], epochs: int, arrays) -> list[list[dict]]:
-    from experiments.configs import get_config
+    from vgjax.methods import get_config
     from tests import keras_reference as kr
 
     x, xt = arrays.x_train / 255.0, arrays.x_test / 255.0  # as the original: float64, cast by Keras

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=cli.threads_count, default=1)
     args = p.parse_args(argv)
     cli.one_line_warnings()
-
+    # the library (jax, orbax) loads here, after the arguments: --help and usage errors answer
+    # without it, and orbax's notes are already silenced when it loads
     from vgjax import runtime
     from vgjax.runlog import RunDir
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from experiments import cli
+from vgjax import plots
 
 
 def build_parser() -> cli.Parser:
@@ -28,8 +29,6 @@ def build_parser() -> cli.Parser:
 
 def expand(paths: list[str]) -> tuple[list[Path], Path | None]:
     """Run directories named by ``paths`` and the runs root when exactly one root was given."""
-    from vgjax.plots import find_runs
-
     runs: list[Path] = []
     roots = []
     for text in paths:
@@ -39,7 +38,7 @@ def expand(paths: list[str]) -> tuple[list[Path], Path | None]:
         if (p / "config.json").exists():
             runs.append(p)
             continue
-        found = find_runs(p)
+        found = plots.find_runs(p)
         if not found:
             cli.fail(f"{p} is neither a run directory (no config.json) nor a directory of runs")
         runs.extend(found)
@@ -52,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.paths and not args.explainers:
         cli.fail("give at least one run directory (or --explainers)")
-    from vgjax import plots
-
     runs, root = expand(args.paths)
     written: list[Path] = []
     for run in runs:

@@ -17,10 +17,10 @@ import traceback
 from pathlib import Path
 
 from experiments import cli
-from experiments.configs import METHODS
 from experiments.run_args import check_init_from, config_from_args
 from experiments.run_dir import inspect_run_dir, prepare_run_dir
 from vgjax import runlock, runner, runtime, stages
+from vgjax.methods import METHODS
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.run", description=__doc__.split("\n\n")[1])

@@ -11,9 +11,9 @@ from pathlib import Path
 import jax
 
 from experiments import cli
-from experiments.configs import METHODS, get_config
 from vgjax import stages
 from vgjax.config import ConfigError
+from vgjax.methods import METHODS, get_config
 from vgjax.models import build_model, init_variables
 from vgjax.runner import load_saved_state, saved_model_problem
 from vgjax.stages import run_table

@@ -34,12 +34,12 @@ import time
 from pathlib import Path
 
 from experiments import cli
-from experiments.configs import METHODS, get_config, method_names
-from experiments.report import write_report
 from vgjax import jobs as jobs_lib
 from vgjax import runtime, stages
 from vgjax.config import Config
 from vgjax.jobs import Job
+from vgjax.methods import METHODS, get_config, method_names
+from vgjax.report import write_report
 from vgjax.runlog import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]

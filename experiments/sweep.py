@@ -14,21 +14,28 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 
-from experiments import cli
-from vgjax.config import fields as config_fields
+import jax
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-# one program per combination
-DISCRETE = ("depth", "width", "activation", "optimizer", "batch_size", "init_draw", "output_init", "bias_init")
-SETTING_COLUMNS = ("method", *DISCRETE, "init_std", "lr", "beta")
-# Config fields that are swept (above), set by the sweep's own flags, or have no meaning in a sweep;
-# every other model, optimizer and protocol field has a single-valued flag
+from experiments import cli
+from experiments.run import list_methods
+from vgjax import runtime, sweep
+from vgjax.config import ConfigError
+from vgjax.config import fields as config_fields
+from vgjax.methods import get_config
+from vgjax.runlog import atomic_write_json
+from vgjax.sweep_files import run_records, write_outputs
+from vgjax.sweep_settings import DISCRETE, SETTING_COLUMNS, label_of
+
+# Config fields swept, set by the sweep's own flags, or meaningless in a sweep; every other model,
+# optimizer and protocol field has a single-valued flag
 NOT_FIXED = (*DISCRETE, "init_std", "lr", "beta", "seed", "epochs", "train_limit", "stages", "epochs_scale",
              "stage_output")
 
@@ -88,10 +95,6 @@ def sweep_name(args: argparse.Namespace) -> str:
 
 def build_specs(args: argparse.Namespace) -> list:
     """One SweepSpec per combination of method and discrete values; a bad value is a usage error."""
-    from experiments.configs import get_config
-    from vgjax.config import ConfigError
-    from vgjax.sweep import SweepSpec, validate_spec
-
     specs = []
     fixed = cli.config_overrides(args, [f.name for f in config_fields() if f.name not in NOT_FIXED])
     try:
@@ -99,9 +102,9 @@ def build_specs(args: argparse.Namespace) -> list:
         for method, *values in itertools.product(args.method, *lists):
             config = get_config(method, epochs=args.epochs, train_limit=args.train_limit, diagnostics=False,
                                 **fixed, **dict(zip(DISCRETE, values)))
-            spec = SweepSpec(config, tuple(args.init_std or ()), tuple(args.lr or ()), tuple(args.beta or ()),
+            spec = sweep.SweepSpec(config, tuple(args.init_std or ()), tuple(args.lr or ()), tuple(args.beta or ()),
                              tuple(range(args.seeds)))
-            validate_spec(spec)
+            sweep.validate_spec(spec)
             specs.append(spec)
     except ConfigError as e:
         cli.fail(str(e))
@@ -133,15 +136,11 @@ class SweepProgress:
     """A rich progress bar over member-epochs on a terminal, a throttled plain line otherwise."""
 
     def __init__(self, total: int, every_s: float = 10.0):
-        from rich.console import Console
-
         self.console = Console(stderr=True)
         self.total, self.done, self.every_s = total, 0, every_s
         self.label, self.last = "", 0.0
         self._progress = None
         if self.console.is_terminal:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
             self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                       TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[info]}"),
                                       TimeElapsedColumn(), TimeRemainingColumn(), console=self.console)
@@ -152,8 +151,6 @@ class SweepProgress:
         self.label = label
 
     def __call__(self, p) -> None:
-        import numpy as np
-
         self.done += p.stop - p.start
         val = p.metrics["val_accuracy"]
         bad = int(np.sum(~np.isfinite(p.metrics["loss"])))
@@ -176,128 +173,6 @@ class SweepProgress:
 
 # ----------------------------------------------------------------------------- outputs
 
-def combine(results: list) -> tuple[list[dict], dict, dict]:
-    """Settings (with the method and discrete values), members and history of several sweeps as one."""
-    import numpy as np
-
-    from vgjax.sweep import METRICS
-
-    settings, members, history = [], {"setting": [], "seed": []}, {m: [] for m in METRICS}
-    for r in results:
-        c = r.spec.config
-        members["setting"].append(r.members["setting"] + len(settings))
-        members["seed"].append(r.members["seed"])
-        settings += [{"method": c.method, **{k: getattr(c, k) for k in DISCRETE}, **s} for s in r.spec.settings()]
-        for m in METRICS:
-            history[m].append(r.history[m])
-    return (settings, {k: np.concatenate(v) for k, v in members.items()},
-            {k: np.concatenate(v) for k, v in history.items()})
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "_"))
-        elif isinstance(v, list):
-            out[key] = " ".join(map(str, v))
-        else:
-            out[key] = v
-    return out
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    from vgjax.runlog import atomic_write_text, history_csv
-
-    atomic_write_text(path, history_csv(rows))
-
-
-def label_of(setting: dict, varying: list[str]) -> str:
-    return ", ".join(f"{k}={setting[k]}" for k in varying) or setting["method"]
-
-
-def legend_columns(settings: list[dict]) -> list[str]:
-    """The setting columns a legend needs: the method when there are several, and the axes that
-    vary within a method (a method's own depth or batch size tells nothing beside its name)."""
-    methods = {s["method"] for s in settings}
-    within = [k for k in SETTING_COLUMNS if k != "method"
-              and any(len({s.get(k) for s in settings if s["method"] == m}) > 1 for m in methods)]
-    return (["method"] if len(methods) > 1 else []) + within
-
-
-def plot_curves(path: Path, settings: list[dict], members: dict, curves, ylabel: str, title: str) -> None:
-    """Mean curve per setting with a ±std band over seeds, saved atomically (matplotlib Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from vgjax.plots import _run_colors, save_figure
-    import numpy as np
-
-    varying = legend_columns(settings)
-    n = len(settings)
-    fig, ax = plt.subplots(figsize=(10, 5) if n > 6 else (8, 5))
-    # distinct colours while tab20 has enough, a gradient beyond
-    colors = _run_colors(n) if n <= 20 else [plt.get_cmap("viridis")(i / (n - 1)) for i in range(n)]
-    epochs = np.arange(1, curves.shape[1] + 1)
-    for i, s in enumerate(settings):
-        rows = curves[members["setting"] == i]
-        with warnings.catch_warnings():  # an epoch where every seed diverged: NaN, not a warning
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean, std = np.nanmean(rows, 0), np.nanstd(rows, 0)
-        color = colors[i]
-        label = ", ".join(str(s[k]) if k == "method" else f"{k}={s[k]}" for k in varying) or s["method"]
-        ax.plot(epochs, mean, marker="o" if len(epochs) < 15 else None, color=color,
-                label=f"{label} (n={len(rows)})")
-        ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if n > 6:
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    else:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        save_figure(fig, path, dpi=120)
-    finally:
-        plt.close(fig)
-
-
-def write_outputs(out: Path, results: list, run_info: dict) -> list[dict]:
-    """metrics.csv, summary.json, summary.csv and the two figures; returns the per-setting summary."""
-    from vgjax import sweep
-    from vgjax.runlog import atomic_write_json
-
-    settings, members, history = combine(results)
-    write_csv(out / "metrics.csv", sweep.metric_rows(settings, members, history))
-    per_setting = sweep.summarize(settings, members, history)
-    summary = {"status": "finished", "members": int(len(members["seed"])), "settings": per_setting,
-               "diverged_members": int((sweep.diverged_epochs(history) > 0).sum()),
-               "left_plateau_definition": f"first epoch whose val accuracy > {sweep.PLATEAU_ACCURACY} "
-                                          f"(chance is 0.1); fraction over seeds, epoch mean/median over "
-                                          f"the seeds that left",
-               "std_definition": "sample std over seeds (ddof 1)", **run_info}
-    atomic_write_json(out / "summary.json", summary)
-    write_csv(out / "summary.csv", [flatten(s) for s in per_setting])
-    draw_curves(out, settings, members, history)
-    return per_setting
-
-
-# file, metric, y label, title of the two curve figures of a sweep
-CURVE_FIGURES = (("sweep_val_accuracy.png", "val_accuracy", "validation accuracy",
-                  "validation accuracy: mean ± std over seeds"),
-                 ("sweep_loss.png", "loss", "training loss", "training loss: mean ± std over seeds"))
-
-
-def draw_curves(out: Path, settings: list[dict], members: dict, history: dict) -> None:
-    for name, metric, ylabel, title in CURVE_FIGURES:
-        plot_curves(out / name, settings, members, history[metric], ylabel, title)
-
-
 def print_table(per_setting: list[dict]) -> None:
     varying = [k for k in SETTING_COLUMNS if len({s[k] for s in per_setting}) > 1] or ["method"]
     print(f"{'setting':<32} {'final val_acc':>17} {'best val_acc':>17} {'left plateau':>12} {'diverged':>8}")
@@ -318,28 +193,21 @@ def group_label(config, specs: list) -> str:
 
 def choose_workers(requested: int | None, threads: int) -> int:
     """0 (vmap here) on accelerators; on a CPU, one single-threaded worker per usable core."""
-    import jax
-
     if jax.default_backend() != "cpu":
         return 0
     if requested is not None:
         return requested
-    return max(1, len(os.sched_getaffinity(0)) // threads)
+    return max(1, runtime.usable_cores() // threads)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
-        from experiments.run import list_methods
-
         list_methods()
         return 0
     check_args(args)
     specs = build_specs(args)
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / (args.name or sweep_name(args))
-    from vgjax import runtime
-    from vgjax.runlog import atomic_write_json
-
     if args.workers == 0:
         runtime.pin_cpu_threads(args.threads)  # before the backend starts: this process trains
     cli.sigterm_as_interrupt()
@@ -350,8 +218,6 @@ def main(argv: list[str] | None = None) -> int:
                  "init_std": args.init_std, "lr": args.lr, "beta": args.beta, "seeds": list(range(args.seeds)),
                  "epochs": specs[0].config.epochs, "train_limit": args.train_limit, "chunk": args.chunk}
     atomic_write_json(out / "config.json", {"sweep": sweep_cfg, "configs": [s.config.to_dict() for s in specs]})
-    from vgjax import sweep
-
     workers = choose_workers(args.workers, args.threads)
     epochs = specs[0].config.epochs
     total = sum(len(s.seeds) * len(s.settings()) for s in specs) * epochs
@@ -369,10 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; the sweep must be started again", file=sys.stderr)
         return cli.EXIT_INTERRUPTED
     progress.close()
-    runs = [{"method": r.spec.config.method, **{k: getattr(r.spec.config, k) for k in DISCRETE},
-             "members": int(len(r.members["seed"])), "chunk_size": r.chunk_size, "chunk_source": r.chunk_source,
-             "workers": r.workers, "devices": r.n_devices, "wall_time_s": r.wall_time_s,
-             "first_epoch_s": r.first_epoch_s} for r in results]
+    runs = run_records(results)
     per_setting = write_outputs(out, results, {"runs": runs, "epochs": epochs,
                                                "wall_time_s": time.perf_counter() - t0,
                                                "device": runtime.device_description()})

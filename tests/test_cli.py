@@ -79,7 +79,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, message):
 
 
 def test_list_shows_every_method_with_a_description():
-    from experiments.configs import METHODS
+    from vgjax.methods import METHODS
     proc = cli("--list", check=True)
     for name in METHODS:
         assert any(line.split()[0] == name and len(line.split()) > 2 for line in proc.stdout.splitlines())

@@ -30,7 +30,7 @@ import pytest
 pytest.importorskip("tensorflow")
 kr = pytest.importorskip("tests.keras_reference")
 
-from experiments.configs import get_config  # noqa: E402
+from vgjax.methods import get_config  # noqa: E402
 from vgjax import data as data_lib  # noqa: E402
 from vgjax.models import build_model, init_variables  # noqa: E402
 from vgjax.optim import make_optimizer  # noqa: E402

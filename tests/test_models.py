@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import get_config, method_names
+from vgjax.methods import get_config, method_names
 from vgjax.config import Config, ConfigError
 from vgjax.models import MLP, build_model, count_params, init_variables, layer_names
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import get_config, method_names
+from vgjax.methods import get_config, method_names
 from tests.conftest import synthetic
 from vgjax.models import build_model
 from vgjax.optim import make_optimizer

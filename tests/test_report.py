@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from experiments import report
+from experiments import report as report_cli
+from vgjax import report
 
 
 def write_run(root, method, rows, summary=None, config=None):
@@ -76,15 +77,15 @@ def test_without_the_reference_it_says_so(tmp_path):
 
 
 def test_command_line(runs, capsys):
-    assert report.main([str(runs), "--no-figures"]) == 0
+    assert report_cli.main([str(runs), "--no-figures"]) == 0
     assert capsys.readouterr().out.strip() == str(runs / "report.md")
     with pytest.raises(SystemExit) as e:
-        report.main([str(runs / "nope")])
+        report_cli.main([str(runs / "nope")])
     assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
     empty = runs / "empty"
     empty.mkdir()
     with pytest.raises(SystemExit) as e:
-        report.main([str(empty)])
+        report_cli.main([str(empty)])
     assert e.value.code == 2 and "no run" in capsys.readouterr().err
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import report, sweep_report
+from vgjax import report, sweep_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -59,7 +59,7 @@ def test_committed_reports_regenerate_from_their_files(name, tmp_path):
 
 
 def test_the_study_covers_every_method_of_spec_3_to_5():
-    from experiments.configs import method_names
+    from vgjax.methods import method_names
 
     wanted = set(method_names("baseline") + method_names("remedy") + method_names("staged")
                  + method_names("optimizers"))

@@ -9,7 +9,9 @@ import pytest
 from scipy import integrate
 
 from vgjax import inits, layers
+from vgjax import figures
 from vgjax import theory as T
+from vgjax import theory_check as TC
 
 QS = [1e-8, 1e-4, 1e-2, 1.0, 1e2, 1e4, 1e6]
 
@@ -183,7 +185,7 @@ def fashion(fashion_mnist_dir):
 def test_baseline_7_prediction_matches_a_measurement(fashion):
     """8 seeds x the first minibatch of 32; every layer within a factor 1.5 (measured when
     written: ratios 0.95-1.06, layer-1/output 2.3e-6 predicted and measured)."""
-    from experiments.configs import get_config
+    from vgjax.methods import get_config
 
     config = get_config("baseline_7")
     idx = T.stratified_sample(fashion.y_train, 3, seed=0)
@@ -226,7 +228,7 @@ def test_measurement_is_the_engines_first_step_gradient_norm():
         assert meas[name][0] == pytest.approx(float(value), rel=1e-5)
 
 
-# --- trainability vs init std (experiments.theory.trainability) --------------------------------
+# --- trainability vs init std (vgjax.theory_check.trainability) -------------------------------
 
 
 def _tiny_arrays(n: int = 500):
@@ -248,17 +250,13 @@ def _tiny_arrays(n: int = 500):
 def test_trainability_tiny_run_rows_table_and_figure(tmp_path):
     """2 stds x 1 seed x 1 epoch x 500 images per activation: each row is the std its sweep
     members used, chi is vgjax.theory's, and the CSV, table and PNG come out."""
-    from experiments import theory as E
-
-    args = E.build_parser().parse_args(["--trainability-epochs", "1", "--trainability-train-limit", "500",
-                                        "--trainability-seeds", "1"])
-    E.check_args(args)
-    stds = {"sigmoid": [0.1, *E.critical("sigmoid", 128)], "tanh": [*E.critical("tanh", 128), 2.0]}
-    train, status = E.trainability(args, _tiny_arrays(), stds=stds)
+    stds = {"sigmoid": [0.1, *TC.critical("sigmoid", 128)], "tanh": [*TC.critical("tanh", 128), 2.0]}
+    train, status = TC.trainability(_tiny_arrays(), depth=7, width=128, batch_size=32, epochs=1, train_limit=500,
+                                    seeds=1, stds=stds)
     assert status.startswith("done")
     rows = train["rows"]
     assert [(r["activation"], r["init_std"]) for r in rows] == [
-        (a, pytest.approx(s, rel=1e-6)) for a in E.TRAIN_ACTIVATIONS for s in stds[a]]
+        (a, pytest.approx(s, rel=1e-6)) for a in TC.TRAIN_ACTIVATIONS for s in stds[a]]
     for r, sw in zip(rows, [sw for sw in train["sweeps"] for _ in range(2)]):
         # the config each row's members were trained with: its activation, the std it reports
         assert sw["config"]["activation"] == r["activation"] and sw["config"]["depth"] == 7
@@ -271,27 +269,27 @@ def test_trainability_tiny_run_rows_table_and_figure(tmp_path):
         assert r["q_star"] == T.fixed_point_q(act, r["init_std"] ** 2 * 128)
     assert [r["critical"] for r in rows] == [False, True, True, False]  # sigmoid 0.897, tanh 0.0884
     assert train["settings"]["train_limit"] == 500 and train["settings"]["epochs"] == 1
-    csv = E.trainability_csv(train).splitlines()
+    csv = TC.trainability_csv(train).splitlines()
     assert csv[0].startswith("activation,init_std,chi,") and len(csv) == 1 + len(rows)
     assert csv[1].split(",")[:2] == ["sigmoid", "0.1"]
-    text = E.trainability_text(train)
+    text = TC.trainability_text(train)
     assert "critical" in text and len(text.splitlines()) == 2 + len(rows)
-    E.plot_trainability(train, tmp_path / "trainability.png")
+    figures.plot_trainability(train, tmp_path / "trainability.png")
     assert (tmp_path / "trainability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_trainability_grid_includes_the_critical_std_and_can_be_skipped():
     from experiments import theory as E
 
-    for act in E.TRAIN_ACTIVATIONS:
-        grid = E.trainability_stds(act, 128)
-        (c,) = E.critical(act, 128)
+    for act in TC.TRAIN_ACTIVATIONS:
+        grid = TC.trainability_stds(act, 128)
+        (c,) = TC.critical(act, 128)
         assert c == T.critical_stds(act, 128)[0]
         assert grid[0] == pytest.approx(0.05) and grid[-1] == pytest.approx(10.0)
         assert len(grid) == 10 and min(abs(s / c - 1) for s in grid) < 1e-5
     args = E.build_parser().parse_args(["--no-trainability", "--quick"])
     E.check_args(args)
     assert (args.trainability_epochs, args.trainability_train_limit) == (1, 5000)
-    assert E.trainability(args) == (None, "skipped (--no-trainability)")
+    assert E.run_trainability(args, None, None) == (None, "skipped (--no-trainability)")
     with pytest.raises(SystemExit):
         E.check_args(E.build_parser().parse_args(["--trainability-seeds", "0"]))

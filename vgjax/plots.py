@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from vgjax.runlog import atomic_write_bytes, read_history, read_json
 
@@ -146,7 +148,7 @@ def find_runs(root: str | Path) -> list[Path]:
 # figure plumbing
 
 
-def _figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] | None = None, **kw):
+def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] | None = None, **kw):
     fig = Figure(figsize=size or (5.2 * ncols, 3.8 * nrows), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
@@ -168,8 +170,6 @@ def _out(run: RunFiles, out_dir: str | Path | None) -> Path:
 
 
 def _epoch_axis(ax) -> None:
-    from matplotlib.ticker import MaxNLocator
-
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
 
@@ -184,8 +184,6 @@ def _mark_stages(ax, run: RunFiles) -> list[int]:
 
 
 def _layer_colors(n: int):
-    from matplotlib import colormaps
-
     cmap = colormaps["viridis"]
     return [cmap(i / max(n - 1, 1) * 0.9) for i in range(n)]
 
@@ -204,7 +202,7 @@ def _title(run: RunFiles, what: str) -> str:
 
 def plot_curves(run: RunFiles, out_dir: str | Path | None = None) -> Plot:
     """Train/val loss and accuracy per epoch; dashed lines where a new stage starts."""
-    fig, axes = _figure(2, 1)
+    fig, axes = new_figure(2, 1)
     ep = run.epochs
     data: dict[str, Any] = {"epoch": ep}
     for ax, (metric, label) in zip(axes[0], (("loss", "loss"), ("accuracy", "accuracy"))):
@@ -234,15 +232,13 @@ def grad_matrix(run: RunFiles, metric: str = "grad_norm") -> tuple[list[str], np
 def plot_grad_heatmap(run: RunFiles, out_dir: str | Path | None = None, metric: str = "grad_norm") -> Plot:
     """Layer x epoch heat map of the per-layer gradient norm, log colour scale, input at the bottom."""
     layers, ep, mat = grad_matrix(run, metric)
-    fig, axes = _figure(1, 1, size=(8.5, 0.45 * len(layers) + 2.2))
+    fig, axes = new_figure(1, 1, size=(8.5, 0.45 * len(layers) + 2.2))
     ax = axes[0, 0]
     positive = mat[np.isfinite(mat) & (mat > 0)]
     if positive.size:
         norm = LogNorm(vmin=float(positive.min()), vmax=float(positive.max()))
         masked = np.ma.masked_invalid(np.where(mat > 0, mat, np.nan))
         x_edges = np.concatenate([ep - 0.5, [ep[-1] + 0.5]]) if len(ep) else np.array([0.0, 1.0])
-        from matplotlib import colormaps
-
         cmap = colormaps["magma"].with_extremes(bad="0.85")  # grey: layer absent (staged runs)
         mesh = ax.pcolormesh(x_edges, np.arange(len(layers) + 1), masked, norm=norm, cmap=cmap, shading="flat")
         cb = fig.colorbar(mesh, ax=ax)
@@ -271,7 +267,7 @@ def plot_grad_profile(run: RunFiles, out_dir: str | Path | None = None,
     """Gradient norm per layer (x: layer index, input to output) at chosen epochs, log y."""
     layers, ep, mat = grad_matrix(run, metric)
     chosen = profile_epochs(ep, epochs)
-    fig, axes = _figure(1, 1, size=(7.0, 4.2))
+    fig, axes = new_figure(1, 1, size=(7.0, 4.2))
     ax = axes[0, 0]
     x = np.arange(1, len(layers) + 1)
     colors = _layer_colors(len(chosen))
@@ -305,7 +301,7 @@ def plot_layer_diagnostics(run: RunFiles, out_dir: str | Path | None = None) -> 
         return None
     ncols = 2
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = _figure(ncols, nrows)
+    fig, axes = new_figure(ncols, nrows)
     data: dict[str, Any] = {"epoch": run.epochs}
     for ax, (metric, label, log) in zip(axes.ravel(), panels):
         layers = run.layers(metric)
@@ -331,7 +327,7 @@ def plot_layer_diagnostics(run: RunFiles, out_dir: str | Path | None = None) -> 
 
 
 def read_histogram_files(paths: Iterable[Path]) -> list[dict]:
-    from vgjax.diagnostics import load_histograms
+    from vgjax.diagnostics import load_histograms  # here: vgjax.diagnostics imports jax, the figures need not
 
     return [load_histograms(p) for p in paths]
 
@@ -344,7 +340,7 @@ def plot_weight_histograms(run: RunFiles, out_dir: str | Path | None = None) -> 
     layers = layer_order({n for h in hists for n in h["layers"]})
     ncols = min(4, len(layers))
     nrows = math.ceil(len(layers) / ncols)
-    fig, axes = _figure(ncols, nrows, size=(3.6 * ncols, 2.8 * nrows))
+    fig, axes = new_figure(ncols, nrows, size=(3.6 * ncols, 2.8 * nrows))
     colors = _layer_colors(len(hists))
     data: dict[str, Any] = {}
     for ax, name in zip(axes.ravel(), layers):
@@ -372,7 +368,7 @@ def plot_grad_histograms(run: RunFiles, out_dir: str | Path | None = None) -> Pl
         return None
     ncols = min(4, len(hists))
     nrows = math.ceil(len(hists) / ncols)
-    fig, axes = _figure(ncols, nrows, size=(3.9 * ncols, 3.0 * nrows), sharey=True)
+    fig, axes = new_figure(ncols, nrows, size=(3.9 * ncols, 3.0 * nrows), sharey=True)
     data: dict[str, Any] = {}
     for ax, h in zip(axes.ravel(), hists):
         layers = layer_order(h["layers"])
@@ -423,9 +419,7 @@ def _labels(runs: Sequence[RunFiles]) -> list[str]:
     return [m if methods.count(m) == 1 else f"{m} ({r.path.name})" for m, r in zip(methods, runs)]
 
 
-def _run_colors(n: int):
-    from matplotlib import colormaps
-
+def run_colors(n: int):
     cmap = colormaps["tab20" if n > 10 else "tab10"]
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -436,12 +430,12 @@ def draw_comparison(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list
     out_dir = Path(out_dir)
     if not runs:
         return []
-    labels, colors = _labels(runs), _run_colors(len(runs))
+    labels, colors = _labels(runs), run_colors(len(runs))
     plots = []
     specs = (("val_accuracy", "validation accuracy", False, "compare_val_accuracy.png"),
              ("grad_norm/hidden_1", "first-layer (hidden_1) gradient norm", True, "compare_first_layer_grad.png"))
     for key, ylabel, log, fname in specs:
-        fig, axes = _figure(1, 1, size=(9.0, 5.0))
+        fig, axes = new_figure(1, 1, size=(9.0, 5.0))
         ax = axes[0, 0]
         data = {}
         for run, label, c in zip(runs, labels, colors):
@@ -478,10 +472,13 @@ def normal_pdf(x: np.ndarray, std: float) -> np.ndarray:
 def draw_explainers(out_dir: str | Path) -> list[Plot]:
     """Normal(0, std) densities for std 0.05, 1, 10 (docs/study.md §7) and the activations' derivatives."""
     out_dir = Path(out_dir)
-    plots = []
-    # --- initial-weight densities
+    return [draw_densities(out_dir / "normal_densities.png"), draw_activations(out_dir / "activations.png")]
+
+
+def draw_densities(path: Path) -> Plot:
+    """The initial-weight densities Normal(0, std), std 0.05, 1, 10: one panel each and all on one axis."""
     stds = (0.05, 1.0, 10.0)
-    fig, axes = _figure(4, 1, size=(17, 3.8))
+    fig, axes = new_figure(4, 1, size=(17, 3.8))
     data: dict[str, Any] = {}
     for ax, s, c in zip(axes[0], stds, ("C0", "C1", "C3")):
         x = np.linspace(-4 * s, 4 * s, 401)
@@ -503,14 +500,17 @@ def draw_explainers(out_dir: str | Path) -> list[Plot]:
     ax.legend(fontsize=7)
     fig.suptitle("Kernel initialisations of the study: small weights shrink signals and gradients; "
                  "large ones saturate sigmoids or explode", fontsize=10)
-    plots.append(Plot(save_figure(fig, out_dir / "normal_densities.png"), data))
-    # --- activations and derivatives
+    return Plot(save_figure(fig, path), data)
+
+
+def draw_activations(path: Path) -> Plot:
+    """Sigmoid, tanh, ReLU, sigmoid + 0.05 z and their derivatives; the chain-rule bound 0.25^k."""
     z = np.linspace(-6, 6, 1201)
     sig = 1 / (1 + np.exp(-z))
     acts = {"sigmoid": (sig, sig * (1 - sig)), "tanh": (np.tanh(z), 1 - np.tanh(z) ** 2),
             "relu": (np.maximum(z, 0), (z > 0).astype(float)),
             "sigmoid + 0.05 z": (sig + 0.05 * z, sig * (1 - sig) + 0.05)}
-    fig, axes = _figure(3, 1, size=(15, 4.0))
+    fig, axes = new_figure(3, 1, size=(15, 4.0))
     for name, (f, d) in acts.items():
         ls = ":" if "0.05" in name else "-"
         axes[0, 0].plot(z, f, ls, label=name)
@@ -534,9 +534,8 @@ def draw_explainers(out_dir: str | Path) -> list[Plot]:
     ax.set_title("chain rule: the bound on the product of derivatives", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    plots.append(Plot(save_figure(fig, out_dir / "activations.png"),
-                      {"z": z, **{n: v for n, v in acts.items()}, "chain_k": k, "chain_sigmoid": 0.25 ** k}))
-    return plots
+    return Plot(save_figure(fig, path),
+                {"z": z, **{n: v for n, v in acts.items()}, "chain_k": k, "chain_sigmoid": 0.25 ** k})
 
 
 def plot_explainers(out_dir: str | Path) -> list[Path]:

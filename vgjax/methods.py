@@ -1,4 +1,4 @@
-"""One named config per method of the study (docs/study.md §3–§5, plus the toolbox remedies).
+"""The method registry: one named config per method of the study (docs/study.md §3–§5, plus the toolbox remedies).
 
 Every remedy changes one thing of ``baseline_7`` and keeps the seed protocol otherwise: a remedy
 changes the hidden layers only, the output layer keeps Keras' default initialisation.
@@ -22,7 +22,7 @@ class Method:
     group: str = "remedy"  # baseline | remedy | staged | optimizers | toolbox
 
 
-SPEC_SKIPS = ((1, 3), (4, 7))
+STUDY_SKIPS = ((1, 3), (4, 7))
 
 _METHODS = [
     Method("baseline_3", "Model 1: 3 hidden sigmoid layers (learns)", {"depth": 3}, "baseline"),
@@ -37,7 +37,7 @@ _METHODS = [
     Method("batchnorm", "remedy 4a: BatchNorm before each hidden Dense", {"norm": "batchnorm"}),
     Method("custom_norm", "remedy 4b: (x - mean) / std of the whole tensor before each hidden Dense",
            {"norm": "standardize"}),
-    Method("skip", "remedy 5: skip paths hidden 1 -> 3 and hidden 4 -> 7", {"skips": SPEC_SKIPS}),
+    Method("skip", "remedy 5: skip paths hidden 1 -> 3 and hidden 4 -> 7", {"skips": STUDY_SKIPS}),
     Method("freeze", "remedy 6: train some layers (staged 2-2-2-1 schedule with freezing)",
            {"stages": "default"}, "staged"),
     # a Keras initializer given by name is a new object per layer: independent draws

@@ -1,0 +1,88 @@
+"""The files of a sweep directory after training: ``metrics.csv`` (per member and epoch),
+``summary.json`` and ``summary.csv`` (per setting) and the two curve figures; and
+``metrics.csv`` read back (:func:`read_metrics`) for the reports.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from vgjax import sweep
+from vgjax.figures import draw_curves
+from vgjax.runlog import atomic_write_json, atomic_write_text, history_csv
+from vgjax.sweep_settings import DISCRETE
+
+
+def combine(results: list) -> tuple[list[dict], dict, dict]:
+    """Settings (with the method and discrete values), members and history of several sweeps as one."""
+    settings, members, history = [], {"setting": [], "seed": []}, {m: [] for m in sweep.METRICS}
+    for r in results:
+        c = r.spec.config
+        members["setting"].append(r.members["setting"] + len(settings))
+        members["seed"].append(r.members["seed"])
+        settings += [{"method": c.method, **{k: getattr(c, k) for k in DISCRETE}, **s} for s in r.spec.settings()]
+        for m in sweep.METRICS:
+            history[m].append(r.history[m])
+    return (settings, {k: np.concatenate(v) for k, v in members.items()},
+            {k: np.concatenate(v) for k, v in history.items()})
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "_"))
+        elif isinstance(v, list):
+            out[key] = " ".join(map(str, v))
+        else:
+            out[key] = v
+    return out
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    atomic_write_text(path, history_csv(rows))
+
+
+def run_records(results: list) -> list[dict]:
+    """Per program of the sweep: its method and discrete values, members, chunking and timing."""
+    return [{"method": r.spec.config.method, **{k: getattr(r.spec.config, k) for k in DISCRETE},
+             "members": int(len(r.members["seed"])), "chunk_size": r.chunk_size, "chunk_source": r.chunk_source,
+             "workers": r.workers, "devices": r.n_devices, "wall_time_s": r.wall_time_s,
+             "first_epoch_s": r.first_epoch_s} for r in results]
+
+
+def write_outputs(out: Path, results: list, run_info: dict) -> list[dict]:
+    """metrics.csv, summary.json, summary.csv and the two figures; returns the per-setting summary."""
+    settings, members, history = combine(results)
+    write_csv(out / "metrics.csv", sweep.metric_rows(settings, members, history))
+    per_setting = sweep.summarize(settings, members, history)
+    summary = {"status": "finished", "members": int(len(members["seed"])), "settings": per_setting,
+               "diverged_members": int((sweep.diverged_epochs(history) > 0).sum()),
+               "left_plateau_definition": f"first epoch whose val accuracy > {sweep.PLATEAU_ACCURACY} "
+                                          f"(chance is 0.1); fraction over seeds, epoch mean/median over "
+                                          f"the seeds that left",
+               "std_definition": "sample std over seeds (ddof 1)", **run_info}
+    atomic_write_json(out / "summary.json", summary)
+    write_csv(out / "summary.csv", [flatten(s) for s in per_setting])
+    draw_curves(out, settings, members, history)
+    return per_setting
+
+
+def read_metrics(path: Path) -> tuple[dict, dict]:
+    """Members ({"setting", "seed"} arrays) and histories (member × epoch) from metrics.csv."""
+    with open(path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    keys = sorted({(int(r["setting"]), int(r["seed"])) for r in rows})
+    index = {k: i for i, k in enumerate(keys)}
+    epochs = max(int(r["epoch"]) for r in rows)
+    history = {m: np.full((len(keys), epochs), np.nan) for m in sweep.METRICS}
+    for r in rows:
+        i, e = index[(int(r["setting"]), int(r["seed"]))], int(r["epoch"]) - 1
+        for m in sweep.METRICS:
+            history[m][i, e] = float(r[m])
+    members = {"setting": np.array([k[0] for k in keys]), "seed": np.array([k[1] for k in keys])}
+    return members, history
