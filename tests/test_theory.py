@@ -191,7 +191,7 @@ def test_baseline_7_prediction_matches_a_measurement(fashion):
     idx = T.stratified_sample(fashion.y_train, 3, seed=0)
     prof = T.predict_profile(T.Net.from_config(config), fashion.x_train[idx] / 255.0,
                              fashion.y_train[idx], config.batch_size)
-    meas = T.measure_profile(config, fashion.x_train, fashion.y_train, range(8))
+    meas = TC.measure_profile(config, fashion.x_train, fashion.y_train, range(8))
     rms = np.sqrt(np.mean(np.stack([meas[k] for k in prof.layers]) ** 2, 1))
     ratio = rms / prof.norm()
     assert np.all((ratio < 1.5) & (ratio > 1 / 1.5)), dict(zip(prof.layers, ratio.round(3)))
@@ -223,7 +223,7 @@ def test_measurement_is_the_engines_first_step_gradient_norm():
     model, tx = build_model(cfg), make_optimizer(cfg)
     state = create_train_state(model, tx, jax.random.PRNGKey(cfg.seed))
     _, metrics = jax.jit(make_engine(cfg, model, tx).epoch)(state, data.x_train, data.y_train)
-    meas = T.measure_profile(cfg, np.asarray(data.x_train), np.asarray(data.y_train), [cfg.seed])
+    meas = TC.measure_profile(cfg, np.asarray(data.x_train), np.asarray(data.y_train), [cfg.seed])
     for name, value in metrics["grad_norm"].items():
         assert meas[name][0] == pytest.approx(float(value), rel=1e-5)
 

@@ -20,9 +20,11 @@ import math
 import statistics
 from pathlib import Path
 
+from vgjax.config import fields as config_fields
+from vgjax.jobs import SUITE_FILE, previous_entries
 from vgjax.methods import METHODS, get_config
 from vgjax.plots import FIGURES_DIR, find_runs, load_run, plot_comparison
-from vgjax.runlog import atomic_write_text, read_json
+from vgjax.runlog import atomic_write_text, best_epoch, read_json
 from vgjax.runtime import device_text
 from vgjax.sweep import describe
 from vgjax.sweep_report import mean_std
@@ -69,8 +71,8 @@ def _finite(x) -> bool:
 
 
 # Config fields that set the budget or bookkeeping rather than the method itself.
-BUDGET_FIELDS = {"method", "epochs", "train_limit", "epochs_scale", "checkpoint_every", "diagnostics", "init_from",
-                 "eval_batch_size", "seed"}
+BUDGET_FIELDS = {"method", "epochs", "train_limit", "epochs_scale", "eval_batch_size", "seed",
+                 *(f.name for f in config_fields("bookkeeping"))}
 
 
 def method_overrides(config: dict) -> dict:
@@ -95,8 +97,7 @@ def row_for(run_dir: str | Path, suite_entry: dict | None = None) -> Row:
     h = run.history
     method = run.method
     val = [r.get("val_accuracy", math.nan) for r in h]
-    finite_val = [(v, r["epoch"]) for v, r in zip(val, h) if _finite(v)]
-    best, best_epoch = max(finite_val, key=lambda t: t[0]) if finite_val else (math.nan, None)
+    best, best_epoch_ = best_epoch(h, "val_accuracy")
     reached = next((r["epoch"] for r in h if _finite(r.get("val_accuracy")) and r["val_accuracy"] >= TARGET_ACCURACY),
                    None)
     e1 = next((r for r in h if r["epoch"] == 1), None)
@@ -109,7 +110,7 @@ def row_for(run_dir: str | Path, suite_entry: dict | None = None) -> Row:
     desc = METHODS[method].description if method in METHODS else ""
     return Row(method=method, path=run.path, description=desc, status=status, epochs_run=len(h),
                epochs_planned=run.summary.get("epochs_planned"),
-               final_val_accuracy=val[-1] if h else math.nan, best_val_accuracy=best, best_epoch=best_epoch,
+               final_val_accuracy=val[-1] if h else math.nan, best_val_accuracy=best, best_epoch=best_epoch_,
                final_loss=h[-1].get("loss", math.nan) if h else math.nan, reached_epoch=reached,
                grad_first_e1=e1.get("grad_norm/hidden_1") if e1 else None,
                grad_output_e1=e1.get("grad_norm/output") if e1 else None,
@@ -129,9 +130,7 @@ def _order_key(row: "Row"):
 def collect(runs_dir: str | Path) -> list[Row]:
     """Rows of every run directory under ``runs_dir`` that recorded at least one epoch, in method order."""
     runs_dir = Path(runs_dir)
-    suite = {}
-    if (runs_dir / "suite.json").exists():
-        suite = read_json(runs_dir / "suite.json").get("methods", {})
+    suite = previous_entries(runs_dir)
     rows = [row_for(p, suite.get(p.name)) for p in find_runs(runs_dir)]
     return sorted((r for r in rows if r.epochs_run > 0), key=_order_key)
 
@@ -335,7 +334,7 @@ def stages_markdown(rows: list[Row]) -> list[str]:
 def suite_timing(runs_dir: Path, rows: list[Row]) -> str | None:
     """The suite's wall time against the sum of its methods' (from suite.json), or None."""
     try:
-        suite = read_json(runs_dir / "suite.json")
+        suite = read_json(runs_dir / SUITE_FILE)
     except (OSError, ValueError):
         return None
     ran = [m for m in suite.get("methods", {}).values() if m.get("action") != "skip" and m.get("wall_time_s")]

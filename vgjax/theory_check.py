@@ -18,10 +18,15 @@ import math
 import time
 from typing import Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from vgjax import sweep, theory
+from vgjax import keys, sweep, theory
 from vgjax.config import Config
+from vgjax.models import build_model, init_variables
+from vgjax.optim import make_optimizer
+from vgjax.train import kernel_grad_norms, make_engine, scale_pixels
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 CHI_ACTIVATIONS = ACTIVATIONS + ("sigmoid_beta", "sigmoid_modgrad")  # beta 0.05
@@ -111,7 +116,7 @@ def run_cases(x_u8: np.ndarray, y: np.ndarray, *, per_class: int, depth: int, wi
         net = theory.Net.from_config(config)
         prof = theory.predict_profile(net, xs, y[idx], batch_size, priors)
         t1 = time.perf_counter()
-        meas = theory.measure_profile(config, x_u8, y, range(seeds), batch_size)
+        meas = measure_profile(config, x_u8, y, range(seeds), batch_size)
         t2 = time.perf_counter()
         m = np.stack([meas[k] for k in prof.layers], 1)  # (seeds, layers)
         rec = {**case_record(case, net, prof, m, batch_size), "seconds_theory": t1 - t0, "seconds_measure": t2 - t1}
@@ -295,3 +300,38 @@ def csv_text(results: list[dict]) -> str:
             buf.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "\n")
     return buf.getvalue()
 
+
+# ----------------------------------------------------------------------------- measurement
+
+
+def first_batch_indices(seed: int, n: int, batch_size: int):
+    """The training engine's first minibatch of epoch 1 for run seed ``seed`` (vgjax.train)."""
+    run_key = keys.run_key(keys.seed_key(seed))
+    perm = jax.random.permutation(keys.shuffle_key(keys.epoch_key(run_key, 0)), n)
+    return np.asarray(perm[:batch_size])
+
+
+def measure_profile(config, x_u8: np.ndarray, y: np.ndarray, seeds: Sequence[int],
+                    batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """``kernel_grad_norms`` of the mean training loss on the first minibatch of each seed's run,
+    at the seed's initialisation: {layer name: array over seeds}. Works for every model of the
+    family (skip paths, BatchNorm in training mode), not only the ones the theory covers."""
+    B = config.batch_size if batch_size is None else batch_size
+    model = build_model(config)
+    engine = make_engine(config, model, make_optimizer(config))
+    hparams = {"beta": jnp.asarray(config.beta, jnp.float32)}
+
+    @jax.jit
+    def norms(params, stats, xb, yb):
+        mask = jnp.ones(xb.shape[0], bool)
+        grads = jax.grad(lambda p: engine.loss(p, stats, hparams, scale_pixels(xb), yb, mask, None)[0])(params)
+        return kernel_grad_norms(grads)
+
+    out: dict[str, list[float]] = {}
+    for seed in seeds:
+        variables = init_variables(model, keys.init_key(keys.seed_key(seed)))
+        idx = first_batch_indices(seed, x_u8.shape[0], B)
+        for k, v in norms(variables["params"], variables.get("batch_stats", {}), jnp.asarray(x_u8[idx]),
+                          jnp.asarray(y[idx], jnp.int32)).items():
+            out.setdefault(k, []).append(float(v))
+    return {k: np.array(v) for k, v in out.items()}
