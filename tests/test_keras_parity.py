@@ -186,3 +186,19 @@ def test_initialisation_is_distributed_as_keras(method):
         # the 1e-3 critical value of the two-sample KS test for these sizes (10 x 128 at least)
         crit = 1.95 * np.sqrt((a.size + b.size) / (a.size * b.size))
         assert ks < crit, f"{method} {name}: KS distance {ks:.3f} >= {crit:.3f}"
+
+
+def test_the_benchmarks_keras_side_reshuffles_every_epoch():
+    """benchmarks/keras_parity.py feeds Keras a new order each epoch, as vgjax and the study shuffle;
+    a seeded ``fit(shuffle=True)`` would repeat its first epoch's order (docs/results.md)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "keras_parity.py"
+    spec = importlib.util.spec_from_file_location("keras_parity_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    orders = bench.keras_epoch_orders(0, 1000, 3)
+    assert all(sorted(o) == list(range(1000)) for o in orders)
+    assert not any(np.array_equal(a, b) for i, a in enumerate(orders) for b in orders[i + 1:])
+    assert not np.array_equal(orders[0], bench.keras_epoch_orders(1, 1000, 1)[0])

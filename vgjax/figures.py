@@ -217,8 +217,6 @@ def plot_chi(chi: dict, results: list[dict], path: Path, train: dict | None) -> 
 def contour_png(results: dict[str, dict], labels: dict[str, str]) -> bytes:
     """PNG bytes of f(w) = 0.1·w1² + 2·w2²'s contours with each optimizer's path (``labels``: legend
     text per optimizer)."""
-    from vgjax import scratch
-
     pts = np.concatenate([r["points"] for r in results.values()])
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     pad = 0.15 * (hi - lo) + 0.1

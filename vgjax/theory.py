@@ -59,6 +59,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 from scipy import optimize, special
+from scipy.stats import norm, qmc
 
 INPUT_DIM = 784
 NUM_CLASSES = 10
@@ -270,8 +271,6 @@ def pair_moments(act: Act, q1, q2, c, chunk: int = 48) -> tuple[np.ndarray, np.n
 @lru_cache(maxsize=8)
 def _normal_draws(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Two (10, n) blocks of standard normals from a scrambled Sobol sequence (fixed seed)."""
-    from scipy.stats import norm, qmc
-
     u = qmc.Sobol(2 * NUM_CLASSES, scramble=True, seed=seed).random(n)
     z = norm.ppf(np.clip(u, 1e-12, 1 - 1e-12)).T
     return np.ascontiguousarray(z[:NUM_CLASSES]), np.ascontiguousarray(z[NUM_CLASSES:])
