@@ -19,7 +19,7 @@ from pathlib import Path
 from experiments import cli
 from experiments.run_args import check_init_from, config_from_args
 from experiments.run_dir import inspect_run_dir, prepare_run_dir
-from vgjax import runlock, runner, runtime, stages
+from vgjax import callbacks, runlock, runner, runtime, stages
 from vgjax.methods import METHODS
 
 def build_parser() -> cli.Parser:
@@ -62,6 +62,8 @@ def _main(args) -> int:
     if args.resume and args.overwrite:
         cli.fail("--resume and --overwrite exclude each other")
     config = config_from_args(args)
+    if config.tensorboard and not callbacks.tensorboard_available():
+        cli.fail(callbacks.TENSORBOARD_MISSING)
     if args.out is not None and not args.out.strip():
         cli.fail("--out is empty: give a run directory")
     out = Path(args.out) if args.out else Path("runs") / f"{config.method}-seed{config.seed}"
@@ -115,7 +117,7 @@ def train(config, run_dir, arrays, resume: bool = False) -> int:
     try:
         result = runner.train_and_evaluate(config, run_dir.path, arrays, resume=resume,
                                            hooks=[progress],
-                                           summary_extra={"device": runtime.device_description()})
+                                           summary_extra={"device": runtime.device_description(config.precision)})
     except KeyboardInterrupt:
         progress.close()
         if run_dir.is_finished():  # interrupted while drawing figures: the run itself is complete

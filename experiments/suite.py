@@ -7,7 +7,8 @@ directory per method (``RUNS/<method>``), then writes ``RUNS/suite.json`` and th
 
 Each method is a separate ``python -m experiments.run --method M --out RUNS/M --threads 1 ...``
 process. On a CPU, independent methods run in parallel as single-threaded workers, one per core
-(``--workers``, default: the cores this process may use): XLA's intra-op threading does not speed
+(``--workers``, default: the cores this process may use); on a GPU or TPU they run one after
+another in the suite's own process (``vgjax.jobs.plan_workers``): XLA's intra-op threading does not speed
 up these small matrices, while separate processes scale (docs/study.md, README "Speed"). ``--sequential`` runs the
 same methods one after another (to measure the speed-up). Worker output goes to
 ``RUNS/logs/<method>.log``; the progress view (a live table on a terminal, plain lines otherwise)
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from experiments import cli
 from vgjax import jobs as jobs_lib
-from vgjax import runtime, stages
+from vgjax import callbacks, stages
 from vgjax.config import Config
 from vgjax.jobs import Job
 from vgjax.methods import METHODS, get_config, method_names
@@ -186,6 +187,8 @@ def check_args(args, methods: list[str]) -> None:
         cli.fail("--workers must be >= 1")
     if args.poll <= 0:
         cli.fail("--poll must be > 0")
+    if getattr(args, "tensorboard", None) and not callbacks.tensorboard_available():
+        cli.fail(callbacks.TENSORBOARD_MISSING)
 
 
 def finish_suite(args, jobs: list[Job], runs_dir: Path, workers: int, wall: float, completed: bool) -> int:
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = selected_methods(args)
     check_args(args, methods)
     extra = parse_method_args(args.method_args, methods)
-    workers = 1 if args.sequential else (args.workers or runtime.usable_cores())
+    workers, in_process = jobs_lib.plan_workers(args.workers, args.sequential)  # a GPU/TPU: here, one by one
     runs_dir = Path(args.runs_dir).resolve()
     try:
         (runs_dir / jobs_lib.LOGS_DIR).mkdir(parents=True, exist_ok=True)
@@ -229,8 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.in_order:
         order_jobs(jobs, args)
     jobs_lib.fill_skipped(jobs, runs_dir)
+    if in_process:
+        from experiments import run as run_cli
+        for job in jobs:
+            job.call = run_cli.main
     cli.sigterm_as_interrupt()
-    progress = jobs_lib.Progress(jobs)
+    progress = jobs_lib.Progress(jobs, live=not in_process)
     t0 = time.perf_counter()
     completed = jobs_lib.run_jobs(jobs, workers, args.poll, progress, ROOT)
     wall = time.perf_counter() - t0

@@ -32,7 +32,8 @@ NON_DEFAULT = {
     "epochs_scale": ("0.5", 0.5), "stage_output": ("keep", "keep"), "diagnostics": (None, False),
     "checkpoint_every": ("3", 3), "best_checkpoint": (None, False), "monitor": ("val_loss", "val_loss"),
     "mode": ("min", "min"), "early_stop": ("val_loss", "val_loss"), "patience": ("2", 2), "min_delta": ("0.01", 0.01),
-    "restore_best": (None, True),
+    "restore_best": (None, True), "precision": ("default", "default"), "async_checkpoints": (None, False),
+    "tensorboard": (None, True),
 }
 NOT_A_FLAG = {"method": "--method names the method", "init_from": "needs a saved run (tests/test_toolbox.py)"}
 

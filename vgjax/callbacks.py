@@ -1,18 +1,23 @@
-"""Per-epoch hooks of the training toolbox (docs/study.md §6): early stopping and best-model checkpoints.
+"""Per-epoch hooks of the training toolbox (docs/study.md §6): early stopping, best-model
+checkpoints, and TensorBoard scalars (optional: the ``tensorboard`` extra).
 
-Both are hooks (:class:`vgjax.hooks.Hook`): :func:`vgjax.runner.run` calls ``on_epoch_end``
+They are hooks (:class:`vgjax.hooks.Hook`): :func:`vgjax.runner.run` calls ``on_epoch_end``
 after every epoch (True asks to stop), ``replay`` on resume and ``finalize`` at the end, which may
 replace the final state (restore-best) and adds its ``info`` to summary.json.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import shutil
 from pathlib import Path
+from typing import Any, Callable
 
 import jax
 
-from vgjax.checkpoint import Checkpoints, signals_deferred
+from vgjax.checkpoint import Checkpoints
+from vgjax.config import ConfigError
 from vgjax.hooks import Hook
 from vgjax.runlog import BEST_FILE, atomic_write_json
 
@@ -101,12 +106,20 @@ class EarlyStopping(Hook):
 
 
 class BestCheckpoint(Hook):
-    """Keep one orbax checkpoint: the state with the best ``monitor`` so far (``<run>/best``)."""
+    """Keep one orbax checkpoint: the state with the best ``monitor`` so far (``<run>/best``).
 
-    def __init__(self, directory: str | Path, monitor: str = "val_accuracy", mode: str = "auto"):
+    Saves are asynchronous unless ``asynchronous=False``: best.json is rewritten once the new
+    checkpoint is complete (the two change together). :meth:`wait_for_saves` waits for the save in flight;
+    :func:`vgjax.runner.run` calls it on every way out of a run, :meth:`finalize` does too.
+    """
+
+    def __init__(self, directory: str | Path, monitor: str = "val_accuracy", mode: str = "auto",
+                 asynchronous: bool = True):
         self.directory = Path(directory)
         self.track = _Monitor(monitor, mode)
         self.record: dict | None = None
+        self.asynchronous = asynchronous
+        self._ckpt: Checkpoints | None = None
 
     def replay(self, history: list[dict]) -> None:
         """On resume: the best so far is the best of the kept history (its checkpoint is on disk)."""
@@ -120,25 +133,95 @@ class BestCheckpoint(Hook):
         if self.track.improved(value):
             self.track.best, self.track.best_epoch = value, record["epoch"]
             self.record = dict(record)
-            with signals_deferred():  # the checkpoint and best.json change together
-                with Checkpoints(self.directory, max_to_keep=1) as ck:
-                    ck.save(record["epoch"], state)
-                atomic_write_json(self.directory / BEST_FILE,
-                                  {"monitor": self.track.monitor, "mode": self.track.mode,
-                                   "epoch": record["epoch"], "stage": record.get("stage"), "record": self.record})
+            best = {"monitor": self.track.monitor, "mode": self.track.mode, "epoch": record["epoch"],
+                    "stage": record.get("stage"), "record": self.record}
+            if self._ckpt is None:
+                self._ckpt = Checkpoints(self.directory, max_to_keep=1, asynchronous=self.asynchronous)
+            self._ckpt.save(record["epoch"], state, then=lambda: atomic_write_json(self.directory / BEST_FILE, best))
         return False
 
+    def wait_for_saves(self) -> None:
+        """Wait for the save in flight (and its best.json), release the manager; idempotent."""
+        ckpt, self._ckpt = self._ckpt, None
+        if ckpt is not None:
+            ckpt.close()
+
     def finalize(self, state):
+        self.wait_for_saves()
         return state, {"best_checkpoint": {"monitor": self.track.monitor, "epoch": self.track.best_epoch,
                                            "value": self.track.best, "path": str(self.directory)}}
 
 
+TENSORBOARD_DIR = "tensorboard"  # in the run directory
+TENSORBOARD_MISSING = ("--tensorboard needs tensorboardX, which is not installed: pip install "
+                       "'vgjax[tensorboard]' (or pip install tensorboardX)")
+_NOT_SCALARS = ("epoch", "stage", "stage_epoch")  # history counters: the step, not a curve
+
+
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboardX") is not None
+
+
+def tensorboard_writer(logdir: Path, purge_step: int | None = None) -> Any:
+    """tensorboardX's SummaryWriter into ``logdir``: add_scalar(tag, value, step), flush(), close()."""
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(logdir=str(logdir), purge_step=purge_step)
+
+
+class TensorBoard(Hook):
+    """Every history row's numbers as TensorBoard scalars in ``directory``, the step being the
+    global epoch: loss, accuracy, val_loss, val_accuracy, reg_loss, epoch_time_s and the per-layer
+    values (``grad_norm/hidden_1`` …). history.jsonl stays the record; this is a view of it.
+
+    A fresh run starts an empty directory; a resumed one tells TensorBoard to drop what was written
+    after the epoch it resumes from (``purge_step``). ``writer`` builds the writer (a test's fake).
+    """
+
+    def __init__(self, directory: str | Path, writer: Callable[..., Any] = tensorboard_writer):
+        self.directory, self._make_writer = Path(directory), writer
+        self._writer: Any = None
+        self._purge_step: int | None = None
+
+    def replay(self, history: list[dict]) -> None:
+        if history:
+            self._purge_step = int(history[-1]["epoch"]) + 1
+        else:  # a fresh start: no curves of an earlier run in this directory
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def on_epoch_end(self, record: dict, state, engine=None) -> bool:
+        if self._writer is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._writer = self._make_writer(self.directory, purge_step=self._purge_step)
+        for tag, value in record.items():
+            if tag not in _NOT_SCALARS and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._writer.add_scalar(tag, float(value), int(record["epoch"]))
+        self._writer.flush()
+        return False
+
+    def wait_for_saves(self) -> None:
+        """Close the writer (its events are on disk); idempotent."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    def finalize(self, state):
+        self.wait_for_saves()
+        return state, {"tensorboard": str(self.directory)}
+
+
 def hooks_for(config, run_dir) -> list[Hook]:
     """The config's bookkeeping hooks: the best-model checkpoint (``config.best_checkpoint``, in
-    the run directory's ``best/``) and early stopping (``config.early_stop``)."""
+    the run directory's ``best/``), early stopping (``config.early_stop``) and TensorBoard scalars
+    (``config.tensorboard``, in ``tensorboard/``; ConfigError without tensorboardX)."""
     hooks: list[Hook] = []
+    if config.tensorboard:
+        if not tensorboard_available():
+            raise ConfigError(TENSORBOARD_MISSING, "tensorboard")
+        hooks.append(TensorBoard(run_dir.path / TENSORBOARD_DIR))
     if config.best_checkpoint:
-        hooks.append(BestCheckpoint(run_dir.best_dir, monitor=config.monitor, mode=config.mode))
+        hooks.append(BestCheckpoint(run_dir.best_dir, monitor=config.monitor, mode=config.mode,
+                                    asynchronous=config.async_checkpoints))
     if config.early_stop:
         hooks.append(EarlyStopping(config.early_stop, patience=config.patience, min_delta=config.min_delta,
                                    mode=config.mode, restore_best=config.restore_best))

@@ -23,6 +23,9 @@ INIT_DRAWS = ("shared", "independent")
 BIAS_INITS = ("zeros", "torch")
 STAGE_OUTPUTS = ("fresh", "keep")
 MODES = ("auto", "min", "max")
+# matrix products: "highest" (float32, reproducible) or "default" (the platform's fast path:
+# TF32 on GPUs, bfloat16 passes on TPUs); jax.default_matmul_precision names
+PRECISIONS = ("highest", "default")
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "reg_loss")  # what a hook may monitor
 # ``output_init`` names an initializer, or this value: "the hidden layers' initializer"
 OUTPUT_INIT_HIDDEN = "hidden"
@@ -116,6 +119,8 @@ class Config:
     seed: int = _f(0, "protocol", "random seed")
     train_limit: int | None = _f(None, "protocol", "use only the first N training images (quick runs)")
     eval_batch_size: int = _f(2000, "protocol", "rows per evaluation batch (no effect on the results)")
+    precision: str = _f("highest", "protocol", "precision of the matrix products: highest (float32, reproducible) "
+                        "or default (the platform's fast path: TF32 on GPUs, bfloat16 passes on TPUs)")
     # staged training ("freeze"): compact table string, see vgjax.stages
     stages: str | None = _f(None, "protocol", "stage table for staged training: 'default', a compact string "
                             "or a .json file")
@@ -137,6 +142,10 @@ class Config:
     patience: int = _f(5, "bookkeeping", "epochs without improvement before early stopping")
     min_delta: float = _f(0.0, "bookkeeping", "smallest change that counts as improvement")
     restore_best: bool = _f(False, "bookkeeping", "after early stopping, keep the best epoch's weights")
+    async_checkpoints: bool = _f(True, "bookkeeping", "save checkpoints synchronously (training waits for each save)",
+                                 flag="--sync-checkpoints")
+    tensorboard: bool = _f(False, "bookkeeping", "also write TensorBoard scalars to <run>/tensorboard/ (needs the "
+                           "tensorboard extra: pip install 'vgjax[tensorboard]')")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -227,6 +236,7 @@ def _validate_rest(c: Config) -> None:
     _check(c.epochs_scale > 0, f"epochs scale must be > 0, got {c.epochs_scale}", "epochs_scale")
     _check_choice(c.stage_output, STAGE_OUTPUTS, "stage output policy", "stage_output")
     _check(c.eval_batch_size >= 1, "eval batch size must be >= 1", "eval_batch_size")
+    _check_choice(c.precision, PRECISIONS, "precision", "precision")
     _check(c.checkpoint_every >= 0, "checkpoint interval must be >= 0", "checkpoint_every")
     _check_choice(c.monitor, METRICS, "monitored metric", "monitor")
     if c.early_stop is not None:

@@ -1,6 +1,7 @@
 """Training runs as child processes: the suite's jobs, their progress view and its record.
 
-A :class:`Job` is one ``python -m experiments.run`` process writing one run directory; its log
+A :class:`Job` is one ``python -m experiments.run`` process writing one run directory (or, on a
+GPU or TPU, the same run called in this process, one after another: :func:`plan_workers`); its log
 goes to a file and its progress (epoch, validation accuracy, time per epoch, ETA) is read from
 the run's history. :func:`run_jobs` runs a list of jobs a few at a time (:mod:`vgjax.pool`),
 :class:`Progress` shows them (a live table on a terminal, plain lines otherwise), and
@@ -9,6 +10,7 @@ the run's history. :func:`run_jobs` runs a list of jobs a few at a time (:mod:`v
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -18,17 +20,21 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import Callable
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from vgjax import pool, stages
+from vgjax import pool, runtime, stages
 from vgjax.runlog import DONE_STATUSES, RunDir, read_json
 
 SUITE_FILE = "suite.json"  # in the directory of the suite's run directories
 LOGS_DIR = "logs"  # the jobs' logs, beside the run directories
+RUN_MODULE = "experiments.run"  # a job's command is python -m RUN_MODULE ARGS
+EXIT_INTERRUPTED = 130
 
 
 @dataclasses.dataclass
@@ -40,6 +46,8 @@ class Job:
     log: Path
     completed_codes: tuple[int, ...] = (0,)  # exit codes of a run that ended as its summary says
     cwd: Path | None = None
+    # in-process: the run's main(ARGS) is called here instead of starting a child process
+    call: Callable[[list[str]], int] | None = None
     proc: subprocess.Popen | None = None
     started: float | None = None
     ended: float | None = None
@@ -62,17 +70,23 @@ class Job:
         return (self.ended or time.perf_counter()) - self.started
 
     # the vgjax.pool.Task methods
+    # (an in-process job has ended when start returns: there is nothing to poll, stop or kill)
     def start(self) -> None:
-        start(self, self.cwd or Path.cwd())
+        if self.call is not None:
+            run_in_process(self)
+        else:
+            start(self, self.cwd or Path.cwd())
 
     def poll(self) -> bool:
-        return self.proc.poll() is not None
+        return self.proc is None or self.proc.poll() is not None
 
     def terminate(self) -> None:
-        if self.proc.poll() is None:  # only the process this job started, by its handle
+        if self.proc is not None and self.proc.poll() is None:  # only the process this job started
             self.proc.terminate()
 
     def wait(self, timeout: float | None) -> bool:
+        if self.proc is None:
+            return True
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -80,7 +94,23 @@ class Job:
         return True
 
     def kill(self) -> None:
-        self.proc.kill()
+        if self.proc is not None:
+            self.proc.kill()
+
+
+def plan_workers(requested: int | None, sequential: bool, platform: str | None = None) -> tuple[int, bool]:
+    """(runs at once, whether they run in this process) for a suite.
+
+    On a CPU (``platform``, default :func:`vgjax.runtime.configured_platform`): ``requested``
+    child processes, else one per usable core (one when ``sequential``). On a GPU or TPU one run
+    at a time, in this process: parallel processes would each claim the device's memory (or
+    fight over a TPU, which one process holds), and one process starts the device once.
+    """
+    if (platform or runtime.configured_platform()) != "cpu":
+        return 1, True
+    if sequential:
+        return 1, False
+    return requested or runtime.usable_cores(), False
 
 
 def action_for(out: Path, *, resume: bool, overwrite: bool) -> str | None:
@@ -128,8 +158,8 @@ def refresh(job: Job) -> None:
 
 def finish(job: Job) -> None:
     """Status of an ended job from its exit code and summary.json."""
-    job.ended = time.perf_counter()
-    job.exit_code = job.proc.returncode if job.proc else None
+    job.ended = job.ended or time.perf_counter()
+    job.exit_code = job.proc.returncode if job.proc else job.exit_code
     if job._log_handle:
         job._log_handle.close()
     refresh(job)
@@ -153,6 +183,32 @@ def start(job: Job, cwd: Path) -> None:
     job.proc = subprocess.Popen(job.command, cwd=cwd, env=env, stdout=job._log_handle, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     job.status = "running"
+
+
+def run_in_process(job: Job) -> None:
+    """Call the job's run here (``job.call`` with the arguments after ``-m experiments.run``), its
+    output going to the job's log; returns when the run has ended. A run that was interrupted
+    (exit status 130) interrupts the suite: KeyboardInterrupt once its status is recorded."""
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    argv = job.command[job.command.index(RUN_MODULE) + 1:]
+    job.started, job.status = time.perf_counter(), "running"
+    with open(job.log, "a") as log:
+        log.write("$ " + shlex.join(job.command) + "  # in the suite's process\n")
+        log.flush()
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                code = job.call(argv)
+        except SystemExit as e:  # a usage error (exit 2) of the run
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+        except KeyboardInterrupt:
+            code = EXIT_INTERRUPTED
+        except Exception as e:  # noqa: BLE001 - one failing method does not stop the others
+            log.write(traceback.format_exc())
+            log.write(f"error: {type(e).__name__}: {e}\n")
+            code = 1
+    job.exit_code, job.ended = code, time.perf_counter()
+    if code == EXIT_INTERRUPTED:
+        raise KeyboardInterrupt
 
 
 def last_error(job: Job) -> str:
@@ -181,12 +237,12 @@ def fmt_s(s: float | None) -> str:
 class Progress:
     """A rich Live table on a terminal, one plain line per event otherwise."""
 
-    def __init__(self, jobs: list[Job], plain_every: float = 30.0):
+    def __init__(self, jobs: list[Job], plain_every: float = 30.0, live: bool = True):
         self.jobs, self.plain_every = jobs, plain_every
         self.console = Console(stderr=True)
         self.t0 = time.perf_counter()
         self.live = None
-        if self.console.is_terminal:
+        if live and self.console.is_terminal:
             self.live = Live(self.table(), console=self.console, refresh_per_second=2, transient=False)
             self.live.start()
         for j in jobs:
@@ -321,4 +377,4 @@ def suite_record(jobs: list[Job], *, workers: int, wall: float, interrupted: boo
             methods[j.method]["error"] = last_error(j)
     return {"status": "interrupted" if interrupted else "finished", "workers": workers,
             "sequential": bool(sequential), "threads_per_run": threads, "wall_time_s": wall,
-            "methods": methods}
+            "in_process": any(j.call is not None for j in jobs), "methods": methods}

@@ -119,7 +119,7 @@ def load_saved_state(path: str | Path, which: str = "best") -> tuple[Config, Eng
 def _summarise(config: Config, table: stages_lib.StageTable, history: list[dict], status: str,
                wall: float, extra: dict) -> dict:
     summary = {"method": config.method, "status": status, "epochs_planned": table.total_epochs,
-               "epochs_run": len(history), "wall_time_s": wall, **extra}
+               "epochs_run": len(history), "wall_time_s": wall, "precision": config.precision, **extra}
     if history:
         last = history[-1]
         summary["final"] = {k: last[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}
@@ -223,6 +223,7 @@ def _train_stages(config: Config, table: stages_lib.StageTable, run_dir: RunDir,
         epochs = _StageEpochs(config, run_dir, ckpt, history, hooks, stage, offset)
         result = fit(setup.engine, state, data, stage.epochs, hooks=[epochs])
         state = result.state
+        ckpt.wait()  # a stage boundary: its last checkpoint is complete before the next stage
         if result.status != "finished":
             if result.diverged_epoch is not None:
                 extra["diverged_epoch"] = history[-1]["epoch"]
@@ -239,20 +240,26 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
     hooks = [as_hook(h) for h in hooks]
     t_start = time.perf_counter()
     extra = dict(summary_extra or {})
-    with Checkpoints(run_dir.checkpoint_dir) as ckpt:
-        # restore first: the history is cut back only once there is a state to continue from
-        done, first_stage, restored = _restore_newest(config, table, ckpt, diagnostics) if resume else (0, 0, None)
-        run_dir.write_summary({"method": config.method, "status": "running", **extra})
-        history = run_dir.truncate_history(done)
+    try:
+        with Checkpoints(run_dir.checkpoint_dir, asynchronous=config.async_checkpoints) as ckpt:
+            # restore first: the history is cut back only once there is a state to continue from
+            done, first_stage, restored = (_restore_newest(config, table, ckpt, diagnostics) if resume
+                                           else (0, 0, None))
+            run_dir.write_summary({"method": config.method, "status": "running", **extra})
+            history = run_dir.truncate_history(done)
+            for hook in hooks:
+                hook.replay(history)
+            state, status = _train_stages(config, table, run_dir, data, ckpt, history, hooks, first_stage,
+                                          restored, diagnostics, extra)
+            for hook in hooks:
+                # a restored-best state is returned, not checkpointed: checkpoints/ keeps the
+                # last epoch (what --resume continues from) and best/ holds the best one
+                state, info = hook.finalize(state)
+                extra.update(info)
+    finally:  # every way out (Ctrl-C, SIGTERM, an error): hooks' asynchronous saves complete
         for hook in hooks:
-            hook.replay(history)
-        state, status = _train_stages(config, table, run_dir, data, ckpt, history, hooks, first_stage,
-                                      restored, diagnostics, extra)
-        for hook in hooks:
-            # a restored-best state is returned, not checkpointed: checkpoints/ keeps the
-            # last epoch (what --resume continues from) and best/ holds the best one
-            state, info = hook.finalize(state)
-            extra.update(info)
+            if callable(getattr(hook, "wait_for_saves", None)):
+                hook.wait_for_saves()
     wall = time.perf_counter() - t_start
     run_dir.write_csv(history)
     summary = _summarise(config, table, history, status, wall, extra)

@@ -103,12 +103,21 @@ class Engine:
     frozen_stats: tuple[str, ...] = ()
     # extra per-epoch diagnostics: f(engine, state_before, state_after, step_outputs) -> dict
     diagnostics: Callable | None = None
+    # every matrix product of epoch and evaluate (Config.precision): set while they are traced,
+    # so it reaches the compiled program wherever they are jitted or vmapped
+    precision: str = "highest"
 
     @property
     def uses_batch_stats(self) -> bool:
         return self.model.norm == "batchnorm"
 
     def apply(self, params, batch_stats, hparams, x, *, train: bool, mask=None, dropout_key=None):
+        """The model's forward pass (logits, batch statistics), at the engine's matmul precision:
+        every forward pass (and so its gradient) of training, evaluation and diagnostics."""
+        with jax.default_matmul_precision(self.precision):
+            return self._apply(params, batch_stats, hparams, x, train=train, mask=mask, dropout_key=dropout_key)
+
+    def _apply(self, params, batch_stats, hparams, x, *, train: bool, mask=None, dropout_key=None):
         variables = {"params": params}
         if self.uses_batch_stats:
             variables["batch_stats"] = batch_stats
@@ -149,6 +158,10 @@ class Engine:
 
     def epoch(self, state: TrainState, x_u8: jax.Array, y: jax.Array):
         """One pass over the training set; returns the new state and the epoch's metrics."""
+        with jax.default_matmul_precision(self.precision):
+            return self._epoch(state, x_u8, y)
+
+    def _epoch(self, state: TrainState, x_u8: jax.Array, y: jax.Array):
         n = x_u8.shape[0]
         epoch_key = keys.epoch_key(state.key, state.epoch)
         perm = jax.random.permutation(keys.shuffle_key(epoch_key), n)
@@ -174,6 +187,10 @@ class Engine:
 
     def evaluate(self, state: TrainState, x_u8: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
         """Loss and accuracy on a whole set, in large batches, in inference mode."""
+        with jax.default_matmul_precision(self.precision):
+            return self._evaluate(state, x_u8, y)
+
+    def _evaluate(self, state: TrainState, x_u8: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
         n = x_u8.shape[0]
         bs = min(self.eval_batch_size, n)
         idx, mask = _batches(n, bs, jnp.arange(n))
@@ -195,7 +212,7 @@ def make_engine(config: Config, model: MLP, tx: optax.GradientTransformation,
     return Engine(model=model, tx=tx, batch_size=config.batch_size,
                   eval_batch_size=config.eval_batch_size, l1=config.l1, l2=config.l2,
                   regularize_bias=config.regularize_bias, frozen_stats=tuple(frozen_stats),
-                  diagnostics=diagnostics)
+                  diagnostics=diagnostics, precision=config.precision)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
