@@ -19,7 +19,7 @@ import jax
 from vgjax.checkpoint import Checkpoints
 from vgjax.config import ConfigError
 from vgjax.hooks import Hook
-from vgjax.runlog import BEST_FILE, atomic_write_json
+from vgjax.runlog import BEST_FILE, TENSORBOARD_DIR, atomic_write_json
 
 
 def _mode_for(monitor: str, mode: str) -> str:
@@ -152,7 +152,6 @@ class BestCheckpoint(Hook):
                                            "value": self.track.best, "path": str(self.directory)}}
 
 
-TENSORBOARD_DIR = "tensorboard"  # in the run directory
 TENSORBOARD_MISSING = ("--tensorboard needs tensorboardX, which is not installed: pip install "
                        "'vgjax[tensorboard]' (or pip install tensorboardX)")
 _NOT_SCALARS = ("epoch", "stage", "stage_epoch")  # history counters: the step, not a curve

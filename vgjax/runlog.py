@@ -70,7 +70,8 @@ HISTOGRAMS_DIR = "histograms"
 FIGURES_DIR = "figures"
 ERROR_LOG_FILE = "error.log"  # the traceback of a run that failed (not among RUN_FILES: clear() leaves it)
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, HISTORY_CSV_FILE, SUMMARY_FILE)
-RUN_FOLDERS = (CHECKPOINTS_DIR, BEST_DIR, HISTOGRAMS_DIR, FIGURES_DIR)
+TENSORBOARD_DIR = "tensorboard"  # --tensorboard scalars
+RUN_FOLDERS = (CHECKPOINTS_DIR, BEST_DIR, HISTOGRAMS_DIR, FIGURES_DIR, TENSORBOARD_DIR)
 DONE_STATUSES = ("finished", "diverged", "stopped")  # summary statuses of a run that has ended
 INT_COLUMNS = ("epoch", "stage", "stage_epoch")  # history counters: ints in history.jsonl and when read back
 
