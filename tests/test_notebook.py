@@ -152,6 +152,8 @@ def test_the_install_cell_installs_a_checkout_directory(tmp_path):
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert found.returncode == 0, found.stderr
     assert Path(found.stdout.strip()) == site / "vgjax" / "__init__.py"
+    modules = lambda root: {p.relative_to(root) for p in root.rglob("*.py")}  # noqa: E731
+    assert modules(site / "vgjax") == modules(src / "vgjax")  # every subpackage installed, not only the top
 
 
 def test_the_accelerator_extras_are_jax_extras():
