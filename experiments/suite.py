@@ -54,7 +54,7 @@ COMMON = {"data_dir": str, "data_source": str}
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.suite", description=__doc__.split("\n\n")[1])
-    p.add_argument("--methods", default=None,
+    p.add_argument("--method", "--methods", dest="methods", default=None,
                    help="comma-separated methods [default: the baseline, remedy and staged groups]")
     p.add_argument("--include-optimizers", action="store_true", help="also the docs/study.md §5 optimizer methods")
     p.add_argument("--workers", type=int, default=None, help="parallel runs [default: usable CPU cores]")
@@ -62,7 +62,7 @@ def build_parser() -> cli.Parser:
     p.add_argument("--threads", type=int, default=1, help="CPU threads per run (0: all)")
     p.add_argument("--in-order", action="store_true",
                    help="start the methods in the given order [default: most expensive first]")
-    p.add_argument("--runs-dir", default="runs", help="directory of the run directories")
+    p.add_argument("--out", "--runs-dir", dest="runs_dir", default="runs", help="directory of the run directories")
     p.add_argument("--resume", action="store_true", help="skip complete methods, continue interrupted ones")
     p.add_argument("--overwrite", action="store_true", help="start over methods that already have a run")
     p.add_argument("--method-args", action="append", default=[], metavar="M=ARGS",
