@@ -128,3 +128,22 @@ def test_library_train_limit_is_experiments_run(tmp_path, fashion_mnist_dir):
     assert_histories_close(lib.history, single, 10000, LIMIT)
     full = sweep.run_sweep(sweep.SweepSpec(config.replace(train_limit=None, epochs=1), seeds=(1,)), arrays)
     assert full.history["loss"][0, 0] != lib.history["loss"][0, 0]
+
+
+def test_worker_processes_skip_finished_chunks_and_report_new_ones():
+    """Through worker processes: the chunks trained are reported to this process as they finish,
+    and a second sweep given some of them trains only the others, to the same history."""
+    from tests.test_sweep import CONFIG, synthetic
+
+    spec = sweep.SweepSpec(CONFIG, seeds=(0, 1, 2, 3))
+    first, again = {}, {}
+    res = sweep.run_sweep(spec, synthetic(), workers=2, chunk=1,
+                          on_chunk=lambda a, b, h: first.__setitem__((a, b), h))
+    assert sorted(first) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    done = {k: first[k] for k in ((0, 1), (2, 3))}
+    res2 = sweep.run_sweep(spec, synthetic(), workers=2, chunk=1, done=done,
+                           on_chunk=lambda a, b, h: again.__setitem__((a, b), h))
+    assert sorted(again) == [(1, 2), (3, 4)]
+    for m in sweep.METRICS:
+        np.testing.assert_array_equal(res2.history[m], res.history[m], err_msg=m)
+        np.testing.assert_array_equal(np.concatenate([first[k][m] for k in sorted(first)]), res.history[m])
