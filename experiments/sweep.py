@@ -4,25 +4,23 @@ Trains every (setting, seed) of a sweep -- the continuous values (init std, lear
 vmapped as one compiled program, the discrete ones (methods, depth, width, activation, optimizer,
 batch size) one program after another -- and writes to ``runs/sweeps/<name>/`` (or ``--out DIR``): config.json (first),
 metrics.csv (per member and epoch), summary.json and summary.csv (per setting), and the figures
-sweep_val_accuracy.png and sweep_loss.png. Seed k of a sweep is ``experiments.run --seed k``.
+sweep_val_accuracy.png and sweep_loss.png. Every finished chunk is kept in chunks/ as it
+completes, until those files are written, so that ``--resume`` continues an interrupted sweep. A staged method (freeze) runs
+every stage as one program over the seeds. Seed k of a sweep is ``experiments.run --seed k``.
 
 Exit status: 0 done (diverged members are results: see the summary), 2 usage or data error,
-130 interrupted.
+130 interrupted (finished chunks kept for --resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import jax
-import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from experiments import cli
 from experiments.run import list_methods
@@ -36,8 +34,7 @@ from vgjax.sweep_settings import DISCRETE, SETTING_COLUMNS, label_of
 
 # Config fields swept, set by the sweep's own flags, or meaningless in a sweep; every other model,
 # optimizer and protocol field has a single-valued flag
-NOT_FIXED = (*DISCRETE, "init_std", "lr", "beta", "seed", "epochs", "train_limit", "stages", "epochs_scale",
-             "stage_output")
+NOT_FIXED = (*DISCRETE, "init_std", "lr", "beta", "seed", "epochs", "train_limit")
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -75,6 +72,9 @@ def build_parser() -> cli.Parser:
     p.add_argument("--out", default=None, help="output directory [default: runs/sweeps/<name>]")
     p.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files")
     p.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted sweep in the output directory (the same flags): its "
+                        "finished chunks are kept, the others trained")
     cli.add_config_flags(p, groups=("model", "optimizer", "protocol"), exclude=NOT_FIXED,
                          note="the method's; one value for the whole sweep")
     return p
@@ -111,64 +111,23 @@ def build_specs(args: argparse.Namespace) -> list:
     return specs
 
 
-def check_out_dir(path: Path, overwrite: bool) -> None:
-    """Fail early (before any work) when the output directory cannot be used."""
-    if (path / "config.json").exists():
-        if not overwrite:
-            cli.fail(f"{path} already holds a sweep; use --overwrite to replace it or --out for another directory")
-    elif path.exists() and (not path.is_dir() or any(path.iterdir())):
-        cli.fail(f"{path} exists and is not a sweep directory; choose another --out")
+def common_epochs(specs: list) -> int:
+    """The epochs every program trains (a staged one: its stage table's); they must agree."""
+    epochs = {s.config.method: sweep.planned_epochs(s.config) for s in specs}
+    if len(set(epochs.values())) > 1:
+        cli.fail("the sweep's programs must train the same number of epochs, got "
+                 + ", ".join(f"{m}: {e}" for m, e in epochs.items()))
+    return next(iter(epochs.values()))
 
 
-def prepare_out_dir(path: Path) -> None:
-    """An empty output directory (an old sweep there is removed: --overwrite was checked)."""
-    if (path / "config.json").exists():
-        shutil.rmtree(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        cli.fail(f"cannot create the output directory {path}: {e.strerror}")
-
-
-# ----------------------------------------------------------------------------- progress
-
-class SweepProgress:
-    """A rich progress bar over member-epochs on a terminal, a throttled plain line otherwise."""
-
-    def __init__(self, total: int, every_s: float = 10.0):
-        self.console = Console(stderr=True)
-        self.total, self.done, self.every_s = total, 0, every_s
-        self.label, self.last = "", 0.0
-        self._progress = None
-        if self.console.is_terminal:
-            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                      TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[info]}"),
-                                      TimeElapsedColumn(), TimeRemainingColumn(), console=self.console)
-            self._task = self._progress.add_task("sweep", total=total, info="")
-            self._progress.start()
-
-    def start_group(self, label: str) -> None:
-        self.label = label
-
-    def __call__(self, p) -> None:
-        self.done += p.stop - p.start
-        val = p.metrics["val_accuracy"]
-        bad = int(np.sum(~np.isfinite(p.metrics["loss"])))
-        where = f"{self.label} chunk {p.chunk}/{p.chunks}" + (f" worker {p.worker}" if p.worker else "")
-        info = (f"members {p.start}-{p.stop - 1} epoch {p.epoch}/{p.epochs} val_acc mean {np.mean(val):.3f} "
-                f"max {np.max(val):.3f}" + (f" diverged {bad}" if bad else ""))
-        if self._progress is not None:
-            self._progress.update(self._task, completed=self.done, description=where, info=info)
-            return
-        now = time.perf_counter()
-        if now - self.last >= self.every_s or p.epoch == p.epochs:
-            self.last = now
-            print(f"{where}: {info} ({100 * self.done / self.total:.0f}% of the sweep)", file=sys.stderr,
-                  flush=True)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+def check_out_dir(out: Path, args: argparse.Namespace, record: dict) -> None:
+    """Fail early (before any work) when the output directory cannot be used as asked."""
+    if args.resume and args.overwrite:
+        cli.fail("--resume continues a sweep and --overwrite replaces it; give one of them")
+    problem = (sweep.resume_problem(out, record) if args.resume
+               else sweep.out_dir_problem(out, args.overwrite))
+    if problem:
+        cli.fail(problem)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -200,6 +159,30 @@ def choose_workers(requested: int | None, threads: int) -> int:
     return max(1, runtime.usable_cores() // threads)
 
 
+def train_programs(specs: list, arrays, epochs: int, store: sweep.ChunkStore, workers: int,
+                   args: argparse.Namespace) -> list:
+    """Every program of the sweep, its finished chunks taken from ``store`` and new ones saved there."""
+    done = []
+    for pi, spec in enumerate(specs):
+        finished, damaged = store.load(pi, spec.members(), epochs)
+        for name in damaged:
+            print(f"chunk {name} is damaged; it is trained again", file=sys.stderr)
+        done.append(finished)
+    total = sum(len(s.seeds) * len(s.settings()) for s in specs) * epochs
+    progress = sweep.SweepProgress(total - epochs * sum(b - a for d in done for a, b in d))
+    results = []
+    try:
+        for pi, spec in enumerate(specs):
+            progress.start_group(group_label(spec.config, specs))
+            members = spec.members()
+            save = lambda a, b, h, pi=pi, m=members: store.save(pi, m, a, b, h)  # noqa: E731
+            results.append(sweep.run_sweep(spec, arrays, epochs, chunk=args.chunk, workers=workers,
+                                           threads=args.threads, on_epoch=progress, done=done[pi], on_chunk=save))
+    finally:
+        progress.close()
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
@@ -207,38 +190,42 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     check_args(args)
     specs = build_specs(args)
+    epochs = common_epochs(specs)
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / (args.name or sweep_name(args))
     if args.workers == 0:
         runtime.pin_cpu_threads(args.threads)  # before the backend starts: this process trains
     cli.sigterm_as_interrupt()
-    check_out_dir(out, args.overwrite)
-    arrays = cli.load_data(args.data_dir, "idx")
-    prepare_out_dir(out)
     sweep_cfg = {"methods": args.method, **{k: getattr(args, k) for k in DISCRETE},
                  "init_std": args.init_std, "lr": args.lr, "beta": args.beta, "seeds": list(range(args.seeds)),
-                 "epochs": specs[0].config.epochs, "train_limit": args.train_limit, "chunk": args.chunk}
-    atomic_write_json(out / "config.json", {"sweep": sweep_cfg, "configs": [s.config.to_dict() for s in specs]})
-    workers = choose_workers(args.workers, args.threads)
-    epochs = specs[0].config.epochs
-    total = sum(len(s.seeds) * len(s.settings()) for s in specs) * epochs
-    progress = SweepProgress(total)
-    results, t0 = [], time.perf_counter()
+                 "epochs": epochs, "train_limit": args.train_limit, "chunk": args.chunk}
+    record = {"sweep": sweep_cfg, "configs": [s.config.to_dict() for s in specs]}
+    check_out_dir(out, args, record)
+    arrays = cli.load_data(args.data_dir, "idx")
+    store = sweep.ChunkStore(out)
+    if args.resume:  # the chunks are planned as before: the same worker processes
+        workers = store.read_plan().get("workers", args.workers) if args.workers is None else args.workers
+        workers = choose_workers(workers, args.threads)
+    else:
+        workers = choose_workers(args.workers, args.threads)
+        problem = sweep.prepare_out_dir(out)
+        if problem:
+            cli.fail(problem)
+        atomic_write_json(out / "config.json", record)
+        store.write_plan({"workers": workers, "epochs": epochs,
+                          "programs": [{"method": s.config.method, "members": len(s.seeds) * len(s.settings())}
+                                       for s in specs]})
+    t0 = time.perf_counter()
     try:
-        for spec in specs:
-            progress.start_group(group_label(spec.config, specs))
-            data = sweep.Arrays.of(arrays, spec.config.train_limit)
-            results.append(sweep.run_sweep(spec, data, epochs, chunk=args.chunk, workers=workers,
-                                           threads=args.threads, on_epoch=progress))
+        results = train_programs(specs, arrays, epochs, store, workers, args)
     except KeyboardInterrupt:
-        progress.close()
         atomic_write_json(out / "summary.json", {"status": "interrupted"})
-        print("interrupted; the sweep must be started again", file=sys.stderr)
+        print(f"interrupted; finished chunks are kept: continue with --resume --out {out}", file=sys.stderr)
         return cli.EXIT_INTERRUPTED
-    progress.close()
     runs = run_records(results)
     per_setting = write_outputs(out, results, {"runs": runs, "epochs": epochs,
                                                "wall_time_s": time.perf_counter() - t0,
                                                "device": runtime.device_description()})
+    store.remove()
     print_table(per_setting)
     chunks = ", ".join(f"{r['chunk_size']} ({r['chunk_source']})" for r in runs)
     mode = f"{workers} worker processes" if workers else f"vmapped on {results[0].n_devices} device(s)"

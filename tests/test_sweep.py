@@ -91,8 +91,9 @@ def test_grid_is_setting_major_and_rejects_axes_without_effect():
         sweep.validate_spec(sweep.SweepSpec(Config(), beta=(0.1, 0.2)))
     with pytest.raises(ConfigError, match="init std has no effect"):
         sweep.validate_spec(sweep.SweepSpec(Config(init="he_normal"), init_std=(0.1, 1.0)))
-    with pytest.raises(ConfigError, match="staged"):
-        sweep.validate_spec(sweep.SweepSpec(Config(stages="default")))
+    with pytest.raises(ConfigError, match="staged sweep .* varies the seeds only"):
+        sweep.validate_spec(sweep.SweepSpec(Config(stages="default"), init_std=(0.05, 1.0)))
+    sweep.validate_spec(sweep.SweepSpec(Config(stages="default"), seeds=(0, 1)))  # seeds: one program per stage
 
 
 @pytest.mark.parametrize("n, devices, limit, balance, expected", [

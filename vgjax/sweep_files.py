@@ -13,7 +13,26 @@ import numpy as np
 from vgjax import sweep
 from vgjax.figures import draw_curves
 from vgjax.runlog import atomic_write_json, atomic_write_text, history_csv
+from vgjax.stages import run_table
 from vgjax.sweep_settings import DISCRETE
+
+
+def stage_rows(results: list) -> np.ndarray | None:
+    """Per member and epoch (stage, epoch within it) when any program is staged, else None
+    (a plain program's epochs are stage 1)."""
+    if not any(sweep.is_staged(r.spec.config) for r in results):
+        return None
+    return np.concatenate([np.broadcast_to(sweep.stage_columns(r.spec.config), (len(r.members["seed"]),
+                                           r.history["loss"].shape[1], 2)) for r in results])
+
+
+def discrete_values(config) -> dict:
+    """The discrete values of a program as its settings show them (a staged program's depth is
+    its stage table's)."""
+    values = {k: getattr(config, k) for k in DISCRETE}
+    if sweep.is_staged(config):
+        values["depth"] = run_table(config).depth
+    return values
 
 
 def combine(results: list) -> tuple[list[dict], dict, dict]:
@@ -23,7 +42,7 @@ def combine(results: list) -> tuple[list[dict], dict, dict]:
         c = r.spec.config
         members["setting"].append(r.members["setting"] + len(settings))
         members["seed"].append(r.members["seed"])
-        settings += [{"method": c.method, **{k: getattr(c, k) for k in DISCRETE}, **s} for s in r.spec.settings()]
+        settings += [{"method": c.method, **discrete_values(c), **s} for s in r.spec.settings()]
         for m in sweep.METRICS:
             history[m].append(r.history[m])
     return (settings, {k: np.concatenate(v) for k, v in members.items()},
@@ -49,7 +68,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def run_records(results: list) -> list[dict]:
     """Per program of the sweep: its method and discrete values, members, chunking and timing."""
-    return [{"method": r.spec.config.method, **{k: getattr(r.spec.config, k) for k in DISCRETE},
+    return [{"method": r.spec.config.method, **discrete_values(r.spec.config),
              "members": int(len(r.members["seed"])), "chunk_size": r.chunk_size, "chunk_source": r.chunk_source,
              "workers": r.workers, "devices": r.n_devices, "wall_time_s": r.wall_time_s,
              "first_epoch_s": r.first_epoch_s} for r in results]
@@ -58,7 +77,7 @@ def run_records(results: list) -> list[dict]:
 def write_outputs(out: Path, results: list, run_info: dict) -> list[dict]:
     """metrics.csv, summary.json, summary.csv and the two figures; returns the per-setting summary."""
     settings, members, history = combine(results)
-    write_csv(out / "metrics.csv", sweep.metric_rows(settings, members, history))
+    write_csv(out / "metrics.csv", sweep.metric_rows(settings, members, history, stage_rows(results)))
     per_setting = sweep.summarize(settings, members, history)
     summary = {"status": "finished", "members": int(len(members["seed"])), "settings": per_setting,
                "diverged_members": int((sweep.diverged_epochs(history) > 0).sum()),

@@ -55,8 +55,10 @@ class SweepSpec:
 def validate_spec(spec: SweepSpec) -> None:
     """Reject sweeps that cannot run as one vmapped program, or whose axis would do nothing."""
     c = spec.config
-    if c.stages is not None:
-        raise ConfigError("staged training (--stages / method freeze) cannot be swept; use experiments.run")
+    if c.stages is not None and any(len(set(spec.values(a))) > 1 or set(spec.values(a)) != {getattr(c, a)}
+                                    for a in AXES):
+        raise ConfigError("a staged sweep (--stages / method freeze) varies the seeds only, "
+                          "not init std, learning rate or beta")
     if c.init_from is not None:
         raise ConfigError("--init-from cannot be combined with a sweep")
     if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds) or min(spec.seeds) < 0:

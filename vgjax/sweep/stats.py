@@ -74,13 +74,16 @@ def _f32(x: Any) -> float:
     return float(str(np.float32(x)))
 
 
-def metric_rows(settings: list[dict], members: Members, history: dict[str, np.ndarray]) -> list[dict]:
-    """One row per (member, epoch): setting columns, seed, epoch, the four metrics."""
+def metric_rows(settings: list[dict], members: Members, history: dict[str, np.ndarray],
+                stages: np.ndarray | None = None) -> list[dict]:
+    """One row per (member, epoch): setting columns, seed, epoch, with ``stages`` (member ×
+    epoch × (stage, epoch within it), for staged sweeps) the stage columns, the four metrics."""
     rows = []
     epochs = history["loss"].shape[1]
     for i in range(len(members["seed"])):
         base = {"setting": int(members["setting"][i]), **settings[members["setting"][i]],
                 "seed": int(members["seed"][i])}
         for e in range(epochs):
-            rows.append({**base, "epoch": e + 1, **{m: _f32(history[m][i, e]) for m in METRICS}})
+            where = {} if stages is None else {"stage": int(stages[i, e, 0]), "stage_epoch": int(stages[i, e, 1])}
+            rows.append({**base, "epoch": e + 1, **where, **{m: _f32(history[m][i, e]) for m in METRICS}})
     return rows
