@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 
 from experiments import cli
 from experiments.run import list_methods
@@ -43,7 +42,7 @@ NOT_FIXED = (*DISCRETE, "init_std", "lr", "beta", "seed", "epochs", "train_limit
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.sweep", description=__doc__.split("\n\n")[1])
-    p.add_argument("--method", type=cli.name_list, default=["baseline_7"],
+    p.add_argument("--method", "--methods", dest="method", type=cli.name_list, default=["baseline_7"],
                    help="method(s) to sweep, comma-separated (see experiments.run --list)")
     p.add_argument("--list", action="store_true", help="list the methods and exit")
     p.add_argument("--init-std", type=cli.float_list, default=None, help="kernel init stds, e.g. 0.05,1,10")
@@ -152,7 +151,7 @@ def group_label(config, specs: list) -> str:
 
 def choose_workers(requested: int | None, threads: int) -> int:
     """0 (vmap here) on accelerators; on a CPU, one single-threaded worker per usable core."""
-    if jax.default_backend() != "cpu":
+    if runtime.configured_platform() != "cpu":  # decided without starting a backend
         return 0
     if requested is not None:
         return requested
@@ -224,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = run_records(results)
     per_setting = write_outputs(out, results, {"runs": runs, "epochs": epochs,
                                                "wall_time_s": time.perf_counter() - t0,
-                                               "device": runtime.device_description()})
+                                               "device": runtime.device_description(specs[0].config.precision)})
     store.remove()
     print_table(per_setting)
     chunks = ", ".join(f"{r['chunk_size']} ({r['chunk_source']})" for r in runs)

@@ -101,3 +101,18 @@ def test_a_config_error_names_the_field_at_fault():
             Config(**changes)
         assert e.value.field == field
     assert dataclasses.replace(Config(), seed=2 ** 32 - 1).seed == 2 ** 32 - 1
+
+
+def test_run_sweep_and_suite_share_one_vocabulary():
+    """--method(s), --out, --resume and --overwrite mean the same on every command that trains."""
+    from experiments import suite as suite_cli
+
+    run = run_cli.build_parser().parse_args(["--method", "relu", "--out", "o", "--resume"])
+    sweep = sweep_cli.build_parser().parse_args(["--methods", "relu,tanh", "--out", "o", "--resume"])
+    suite = suite_cli.build_parser().parse_args(["--method", "relu,tanh", "--out", "o", "--overwrite"])
+    assert (run.method, run.out, run.resume) == ("relu", "o", True)
+    assert (sweep.method, sweep.out, sweep.resume) == (["relu", "tanh"], "o", True)
+    assert (suite.methods, suite.runs_dir, suite.overwrite) == ("relu,tanh", "o", True)
+    for parser in (run_cli.build_parser(), sweep_cli.build_parser(), suite_cli.build_parser()):
+        flags = {s for a in parser._actions for s in a.option_strings}
+        assert {"--method", "--out", "--resume", "--overwrite"} <= flags
