@@ -48,7 +48,6 @@ Record = dict[str, "np.ndarray | int"]
 
 # --------------------------------------------------------------------------- the docs/study.md §5 problem
 
-QUADRATIC_TEXT = "f(w) = 0.1·w1² + 2·w2²"
 QUADRATIC_START: tuple[float, float] = (-5.0, -2.0)
 SPEC_EPOCHS = 30
 
