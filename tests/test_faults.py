@@ -374,7 +374,9 @@ def test_concurrent_processes_kill_9_and_signals(tmp_path):
     and SIGTERM (also during checkpoint saves: one every epoch) stop with one line and exit 130;
     the resumed history has every epoch once."""
     out = tmp_path / "live"
-    args = ["--method", "baseline_3", "--epochs", "40", "--checkpoint-every", "1", *TINY, "--out", out]
+    # far more epochs than the test lets run: each process is stopped long before its end, however
+    # fast the epochs and however slow the second process' start
+    args = ["--method", "baseline_3", "--epochs", "2000", "--checkpoint-every", "1", *TINY, "--out", out]
 
     def start():
         return subprocess.Popen([sys.executable, "-m", "experiments.run", *map(str, args), "--resume"]
