@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from experiments import cli
-from vgjax import plots
+from vgjax import plots, runlog
 
 
 def build_parser() -> cli.Parser:
@@ -38,7 +38,7 @@ def expand(paths: list[str]) -> tuple[list[Path], Path | None]:
         if (p / "config.json").exists():
             runs.append(p)
             continue
-        found = plots.find_runs(p)
+        found = runlog.find_run_dirs(p)
         if not found:
             cli.fail(f"{p} is neither a run directory (no config.json) nor a directory of runs")
         runs.extend(found)
@@ -66,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             out = Path(args.out)
         elif root is not None:
-            out = root / plots.FIGURES_DIR
+            out = root / runlog.FIGURES_DIR
         else:
-            out = Path(os.path.commonpath([str(r.resolve().parent) for r in runs])) / plots.FIGURES_DIR
+            out = Path(os.path.commonpath([str(r.resolve().parent) for r in runs])) / runlog.FIGURES_DIR
         written += plots.plot_comparison(runs, out)
     if args.explainers:
-        written += plots.plot_explainers(Path(args.out) if args.out else Path(plots.FIGURES_DIR))
+        written += plots.plot_explainers(Path(args.out) if args.out else Path(runlog.FIGURES_DIR))
     for p in written:
         print(p)
     return 0

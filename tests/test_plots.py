@@ -11,6 +11,7 @@ from tests.test_diagnostics import tiny_run
 from vgjax import diagnostics as D
 from vgjax import plots
 from vgjax.config import Config
+from vgjax import runlog
 from vgjax.runlog import read_history
 
 RUN_FIGURES = {"curves.png", "grad_flow_heatmap.png", "grad_flow_layers.png", "layer_diagnostics.png",
@@ -90,7 +91,7 @@ def test_histogram_figures_show_the_saved_files(runs, drawn):
 
 def test_comparison_puts_every_run_on_one_axis(runs):
     out = runs / "figures"
-    drawn = plots.draw_comparison(plots.find_runs(runs), out)
+    drawn = plots.draw_comparison(runlog.find_run_dirs(runs), out)
     assert [p.path.name for p in drawn] == ["compare_val_accuracy.png", "compare_first_layer_grad.png"]
     for p in drawn:
         assert_png(p.path)

@@ -25,7 +25,6 @@ atomically.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import math
@@ -40,9 +39,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from vgjax.runlog import atomic_write_bytes, read_history, read_json
+from vgjax.runlog import FIGURES_DIR, RunDir, atomic_write_bytes, number
 
-FIGURES_DIR = "figures"
 DPI = 110
 
 
@@ -71,7 +69,7 @@ class RunFiles:
 
     def column(self, key: str) -> np.ndarray:
         """One history column as floats (NaN where an epoch lacks it)."""
-        return np.array([_num(r.get(key)) for r in self.history], float)
+        return np.array([number(r.get(key)) for r in self.history], float)
 
     def layers(self, metric: str = "grad_norm") -> list[str]:
         """Layers that have ``metric/<layer>`` columns, input to output."""
@@ -79,7 +77,7 @@ class RunFiles:
         return layer_order(found)
 
     def histogram_files(self) -> list[Path]:
-        return sorted((self.path / "histograms").glob("epoch_*.npz"))
+        return RunDir(self.path).histogram_files()
 
     def stage_starts(self) -> list[tuple[int, int]]:
         """(stage number, first epoch) of every stage after the first (staged runs only)."""
@@ -90,15 +88,6 @@ class RunFiles:
                 out.append((int(s), int(r["epoch"])))
             prev = s if s is not None else prev
         return out
-
-
-def _num(v) -> float:
-    if v is None or v == "":
-        return math.nan
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def layer_order(names: Iterable[str]) -> list[str]:
@@ -116,32 +105,12 @@ def short_layer(name: str) -> str:
     return f"h{m.group(1)}" if m else ("out" if name == "output" else name)
 
 
-INT_COLUMNS = ("epoch", "stage", "stage_epoch")  # counters: ints in history.jsonl, so here too
-
-
-def _read_csv_history(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return [{k: (int(float(v)) if k in INT_COLUMNS else _num(v)) for k, v in row.items() if v != ""}
-                for row in csv.DictReader(f)]
-
-
 def load_run(run_dir: str | Path) -> RunFiles:
     """Read a run directory (history.jsonl, else history.csv)."""
-    path = Path(run_dir)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path} is not a run directory (no config.json)")
-    config = read_json(path / "config.json")
-    history = read_history(path / "history.jsonl")
-    if not history and (path / "history.csv").exists():
-        history = _read_csv_history(path / "history.csv")
-    summary = read_json(path / "summary.json") if (path / "summary.json").exists() else {}
-    return RunFiles(path, config, history, summary)
-
-
-def find_runs(root: str | Path) -> list[Path]:
-    """Run directories directly under ``root`` (those holding a config.json), by name."""
-    root = Path(root)
-    return sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.json").exists())
+    rd = RunDir(run_dir)
+    if not rd.exists():
+        raise FileNotFoundError(f"{rd.path} is not a run directory (no config.json)")
+    return RunFiles(rd.path, rd.read_config(), rd.read_rows(), rd.read_summary())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from pathlib import Path
 from vgjax.config import fields as config_fields
 from vgjax.jobs import SUITE_FILE, previous_entries
 from vgjax.methods import METHODS, get_config
-from vgjax.plots import FIGURES_DIR, find_runs, load_run, plot_comparison
-from vgjax.runlog import atomic_write_text, best_epoch, read_json
+from vgjax.plots import load_run, plot_comparison
+from vgjax.runlog import FIGURES_DIR, atomic_write_text, best_epoch, find_run_dirs, read_json
 from vgjax.runtime import device_text
 from vgjax.sweep import describe
 from vgjax.sweep_report import mean_std
@@ -131,7 +131,7 @@ def collect(runs_dir: str | Path) -> list[Row]:
     """Rows of every run directory under ``runs_dir`` that recorded at least one epoch, in method order."""
     runs_dir = Path(runs_dir)
     suite = previous_entries(runs_dir)
-    rows = [row_for(p, suite.get(p.name)) for p in find_runs(runs_dir)]
+    rows = [row_for(p, suite.get(p.name)) for p in find_run_dirs(runs_dir)]
     return sorted((r for r in rows if r.epochs_run > 0), key=_order_key)
 
 

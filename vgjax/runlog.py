@@ -133,7 +133,8 @@ def read_history(path: str | Path) -> list[dict]:
     return rows
 
 
-def _num(v) -> float:
+def number(v) -> float:
+    """A history value as a float: NaN for None, '' and anything unreadable."""
     if v is None or v == "":
         return math.nan
     try:
@@ -145,7 +146,7 @@ def _num(v) -> float:
 def read_history_csv(path: str | Path) -> list[dict]:
     """Rows of a history.csv: counters as ints, everything else as floats (NaN where unreadable)."""
     with open(path, newline="") as f:
-        return [{k: (int(float(v)) if k in INT_COLUMNS else _num(v)) for k, v in row.items() if v != ""}
+        return [{k: (int(float(v)) if k in INT_COLUMNS else number(v)) for k, v in row.items() if v != ""}
                 for row in csv.DictReader(f)]
 
 
