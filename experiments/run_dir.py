@@ -14,13 +14,6 @@ from vgjax.runlog import MARKER_NAME, RunDir, read_json
 from vgjax.stages import run_table
 
 
-def _checkpoint_epochs(config, table, epochs) -> list[int]:
-    """Of ``epochs``, those at which the run saves a checkpoint."""
-    ends = {last for _, last in table.boundaries()}
-    every = config.checkpoint_every
-    return [e for e in epochs if e in ends or (every and e % every == 0)]
-
-
 def inspect_run_dir(path: Path, config, resume: bool, overwrite: bool) -> str:
     """What to do with ``path``, deciding from its files only (nothing is written):
     'new', 'overwrite', 'resume', 'restart' (resume of a run stopped before its first checkpoint)
@@ -74,7 +67,8 @@ def inspect_run_dir(path: Path, config, resume: bool, overwrite: bool) -> str:
         return "resume"
     rows = rd.history()
     table = run_table(config)
-    saved_at = _checkpoint_epochs(config, table, [r["epoch"] for r in rows if isinstance(r.get("epoch"), int)])
+    saved_at = [r["epoch"] for r in rows
+                if isinstance(r.get("epoch"), int) and table.saves_checkpoint(r["epoch"], config.checkpoint_every)]
     if saved_at:
         cli.fail(f"cannot resume {path}: {ckdir} holds no checkpoint, though one was saved at epoch {saved_at[-1]}; "
                  f"start over with --overwrite")

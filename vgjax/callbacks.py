@@ -19,7 +19,7 @@ import jax
 from vgjax.checkpoint import Checkpoints
 from vgjax.config import ConfigError
 from vgjax.hooks import Hook
-from vgjax.runlog import BEST_FILE, TENSORBOARD_DIR, atomic_write_json
+from vgjax.runlog import BEST_FILE, INT_COLUMNS, TENSORBOARD_DIR, atomic_write_json
 
 
 def _mode_for(monitor: str, mode: str) -> str:
@@ -154,7 +154,6 @@ class BestCheckpoint(Hook):
 
 TENSORBOARD_MISSING = ("--tensorboard needs tensorboardX, which is not installed: pip install "
                        "'vgjax[tensorboard]' (or pip install tensorboardX)")
-_NOT_SCALARS = ("epoch", "stage", "stage_epoch")  # history counters: the step, not a curve
 
 
 def tensorboard_available() -> bool:
@@ -193,7 +192,7 @@ class TensorBoard(Hook):
             self.directory.mkdir(parents=True, exist_ok=True)
             self._writer = self._make_writer(self.directory, purge_step=self._purge_step)
         for tag, value in record.items():
-            if tag not in _NOT_SCALARS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if tag not in INT_COLUMNS and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self._writer.add_scalar(tag, float(value), int(record["epoch"]))
         self._writer.flush()
         return False

@@ -181,9 +181,9 @@ class _StageEpochs(Hook):
     """Inside one stage's fit: numbers each epoch globally, appends its history row, calls the
     run's hooks and saves the checkpoints (stage end, every ``checkpoint_every``, on a stop)."""
 
-    def __init__(self, config: Config, run_dir: RunDir, ckpt: Checkpoints, history: list[dict],
-                 hooks: list[Hook], stage: stages_lib.Stage, offset: int):
-        self.config, self.run_dir, self.ckpt, self.history = config, run_dir, ckpt, history
+    def __init__(self, config: Config, table: stages_lib.StageTable, run_dir: RunDir, ckpt: Checkpoints,
+                 history: list[dict], hooks: list[Hook], stage: stages_lib.Stage, offset: int):
+        self.config, self.table, self.run_dir, self.ckpt, self.history = config, table, run_dir, ckpt, history
         self.hooks, self.stage, self.offset = hooks, stage, offset
 
     def on_epoch_end(self, rec: dict, state: TrainState, engine: Engine) -> bool:
@@ -196,9 +196,7 @@ class _StageEpochs(Hook):
         stop = False
         for hook in self.hooks:
             stop = bool(hook.on_epoch_end(rec, state, engine)) or stop
-        end_of_stage = local == self.stage.epochs
-        every = self.config.checkpoint_every
-        if end_of_stage or (every and rec["epoch"] % every == 0) or stop:
+        if stop or self.table.saves_checkpoint(rec["epoch"], self.config.checkpoint_every):
             self.ckpt.save(rec["epoch"], state)
         return stop
 
@@ -220,7 +218,7 @@ def _train_stages(config: Config, table: stages_lib.StageTable, run_dir: RunDir,
         offset = table.epochs_before(stage)
         for hook in hooks:
             hook.on_stage_start(state, setup.engine, stage, offset)
-        epochs = _StageEpochs(config, run_dir, ckpt, history, hooks, stage, offset)
+        epochs = _StageEpochs(config, table, run_dir, ckpt, history, hooks, stage, offset)
         result = fit(setup.engine, state, data, stage.epochs, hooks=[epochs])
         state = result.state
         ckpt.wait()  # a stage boundary: its last checkpoint is complete before the next stage

@@ -70,6 +70,11 @@ class StageTable:
                        for s in self.stages)
         return dataclasses.replace(self, stages=stages)
 
+    def saves_checkpoint(self, epoch: int, every: int) -> bool:
+        """Whether a run saves a checkpoint after global ``epoch``: at the end of every stage and,
+        with ``every`` (Config.checkpoint_every) > 0, every ``every`` epochs."""
+        return any(epoch == last for _, last in self.boundaries()) or bool(every and epoch % every == 0)
+
     def boundaries(self) -> list[tuple[int, int]]:
         """(first global epoch, last global epoch) of every stage, 1-based, inclusive."""
         out, start = [], 0
