@@ -59,6 +59,22 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+def pairwise_sum(x: jax.Array, axis: int = 0) -> jax.Array:
+    """The sum along ``axis`` as an explicit tree of elementwise additions (the axis padded with
+    zeros to a power of two, then halved): the same additions in the same order whether or not the
+    function is vmapped, where ``jnp.sum``'s reduction is vectorised differently under ``vmap``.
+    So a sweep member's metrics are its single run's bit for bit on a CPU (docs/design.md, "Sweeps")."""
+    x = jnp.moveaxis(x, axis, 0)
+    n = x.shape[0]
+    size = 1 << max(n - 1, 0).bit_length()
+    if size > n:
+        x = jnp.concatenate([x, jnp.zeros((size - n, *x.shape[1:]), x.dtype)])
+    while x.shape[0] > 1:
+        half = x.shape[0] // 2
+        x = x[:half] + x[half:]
+    return x[0]
+
+
 def kernel_penalty(params: PyTree, l1: float, l2: float, include_bias: bool = False) -> jax.Array:
     """Keras-style regulariser: l1 * sum|W| + l2 * sum W^2 over kernels (and biases if asked)."""
     total = jnp.zeros((), jnp.float32)
@@ -137,7 +153,7 @@ class Engine:
                                        dropout_key=dropout_key)
         w = mask.astype(jnp.float32)
         count = jnp.maximum(jnp.sum(w), 1.0)
-        data_loss = jnp.sum(w * cross_entropy(logits, y)) / count
+        data_loss = pairwise_sum(w * cross_entropy(logits, y)) / count
         reg = kernel_penalty(params, self.l1, self.l2, self.regularize_bias)
         correct = jnp.sum(w * (jnp.argmax(logits, -1) == y))
         return data_loss + reg, (data_loss, reg, correct, new_stats)
@@ -176,7 +192,7 @@ class Engine:
         new_state = new_state.replace(epoch=state.epoch + 1)
         total = jnp.sum(out["count"])
         metrics = {
-            "loss": jnp.sum(out["loss_sum"]) / total,
+            "loss": pairwise_sum(out["loss_sum"]) / total,
             "accuracy": jnp.sum(out["correct"]) / total,
             "reg_loss": jnp.mean(out["reg_loss"]),
             "grad_norm": jax.tree_util.tree_map(jnp.mean, out["grad_norm"]),
@@ -200,11 +216,11 @@ class Engine:
             logits, _ = self.apply(state.params, state.batch_stats, state.hparams,
                                    scale_pixels(x_u8[b_idx]), train=False, mask=b_mask)
             w = b_mask.astype(jnp.float32)
-            return None, (jnp.sum(w * cross_entropy(logits, y[b_idx])),
+            return None, (pairwise_sum(w * cross_entropy(logits, y[b_idx])),
                           jnp.sum(w * (jnp.argmax(logits, -1) == y[b_idx])))
 
         _, (loss_sum, correct) = jax.lax.scan(body, None, (idx, mask))
-        return {"loss": jnp.sum(loss_sum) / n, "accuracy": jnp.sum(correct) / n}
+        return {"loss": pairwise_sum(loss_sum) / n, "accuracy": jnp.sum(correct) / n}
 
 
 def make_engine(config: Config, model: MLP, tx: optax.GradientTransformation,
