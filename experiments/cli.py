@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import signal
 import sys
 import time
@@ -221,3 +222,23 @@ def config_error(e: "config_mod.ConfigError", given: dict) -> NoReturn:
         shown = "" if isinstance(value, bool) else f" {value}"
         fail(f"{config_flag(e.field)}{shown}: {e}")
     fail(str(e))
+
+
+def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    i = argv.index("--") if "--" in argv else len(argv)
+    return argv[:i], argv[i + 1:]
+
+
+def parse_method_args(items: list[str], methods: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            fail(f"--method-args {item!r} must look like METHOD='--flag value'")
+        if name not in methods:
+            fail(f"--method-args: {name!r} is not among the suite's methods ({', '.join(methods)})")
+        try:
+            out.setdefault(name, []).extend(shlex.split(text))
+        except ValueError as e:
+            fail(f"--method-args {item!r}: {e}")
+    return out

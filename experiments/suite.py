@@ -1,4 +1,4 @@
-"""python -m experiments.suite [--methods a,b,...] [--workers N] [--runs-dir runs] [--resume] [overrides] [-- RUN_ARGS]
+"""python -m experiments.suite [--methods a,b,...] [--seeds N] [--workers N] [--out DIR] [--resume] [overrides] [-- RUN_ARGS]
 
 Runs every method of the study (docs/study.md §3–§4: the baseline, remedy and staged groups; with
 ``--include-optimizers`` also docs/study.md §5's optimizer comparison) under the seed protocol, one run
@@ -7,11 +7,9 @@ directory per method (``RUNS/<method>``), then writes ``RUNS/suite.json`` and th
 
 Each method is a separate ``python -m experiments.run --method M --out RUNS/M --threads 1 ...``
 process. On a CPU, independent methods run in parallel as single-threaded workers, one per core
-(``--workers``, default: the cores this process may use); on a GPU or TPU they run one after
-another in the suite's own process (``vgjax.jobs.plan_workers``): XLA's intra-op threading does not speed
-up these small matrices, while separate processes scale (docs/study.md, README "Speed"). ``--sequential`` runs the
-same methods one after another (to measure the speed-up). Worker output goes to
-``RUNS/logs/<method>.log``; the progress view (a live table on a terminal, plain lines otherwise)
+(``--workers``, default: the usable cores); on a GPU or TPU one after another in the suite's own
+process (``vgjax.jobs.plan_workers``; README "Speed"). ``--sequential`` runs them one after another
+(to measure the speed-up). Worker output goes to ``RUNS/logs/<method>.log``; the progress view
 reads every run's ``history.jsonl``.
 
 A method that fails (exit status 2, a crash) or diverges (exit status 3) is reported and does not
@@ -23,18 +21,18 @@ staged methods as ``--epochs-scale E/300`` (their last, all-layers stage then ru
 the baselines) unless ``--epochs-scale`` is given. ``--method-args M='ARGS'`` adds flags for one
 method; everything after ``--`` is passed to every run. Exit status: 0 every method completed
 (finished or stopped; or was already complete), 1 some method failed or diverged, 2 usage error,
-130 interrupted.
+130 interrupted. With ``--seeds N`` every method runs N seeds as vmapped programs instead
+(:mod:`experiments.suite_seeds`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import sys
 import time
 from pathlib import Path
 
-from experiments import cli
+from experiments import cli, suite_seeds
 from vgjax import jobs as jobs_lib
 from vgjax import callbacks, stages
 from vgjax.config import Config
@@ -62,7 +60,10 @@ def build_parser() -> cli.Parser:
     p.add_argument("--threads", type=int, default=1, help="CPU threads per run (0: all)")
     p.add_argument("--in-order", action="store_true",
                    help="start the methods in the given order [default: most expensive first]")
-    p.add_argument("--out", "--runs-dir", dest="runs_dir", default="runs", help="directory of the run directories")
+    p.add_argument("--out", "--runs-dir", dest="runs_dir", default=None,
+                   help="directory of the run directories [default: runs; with --seeds: runs/seeds]")
+    p.add_argument("--seeds", type=int, default=None, help="N seeds per method, vmapped (the multi-seed suite)")
+    p.add_argument("--separate", action="store_true", help="with --seeds: one program per method (no grouping)")
     p.add_argument("--resume", action="store_true", help="skip complete methods, continue interrupted ones")
     p.add_argument("--overwrite", action="store_true", help="start over methods that already have a run")
     p.add_argument("--method-args", action="append", default=[], metavar="M=ARGS",
@@ -74,11 +75,6 @@ def build_parser() -> cli.Parser:
     p.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between progress updates")
     return p
-
-
-def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
-    i = argv.index("--") if "--" in argv else len(argv)
-    return argv[:i], argv[i + 1:]
 
 
 def default_methods(include_optimizers: bool) -> list[str]:
@@ -126,21 +122,6 @@ def estimated_cost(method: str, args) -> float:
 def order_jobs(jobs: list[Job], args) -> None:
     """Most expensive first (in place); stable, so equal costs keep the given order."""
     jobs.sort(key=lambda j: -estimated_cost(j.method, args))
-
-
-def parse_method_args(items: list[str], methods: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep:
-            cli.fail(f"--method-args {item!r} must look like METHOD='--flag value'")
-        if name not in methods:
-            cli.fail(f"--method-args: {name!r} is not among the suite's methods ({', '.join(methods)})")
-        try:
-            out.setdefault(name, []).extend(shlex.split(text))
-        except ValueError as e:
-            cli.fail(f"--method-args {item!r}: {e}")
-    return out
 
 
 def plan(args, methods: list[str], passthrough: list[str], runs_dir: Path,
@@ -217,13 +198,17 @@ def finish_suite(args, jobs: list[Job], runs_dir: Path, workers: int, wall: floa
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    own, passthrough = split_passthrough(argv)
+    own, passthrough = cli.split_passthrough(argv)
     args = build_parser().parse_args(own)
     methods = selected_methods(args)
+    if args.seeds is not None:
+        fields = {f.name for f in dataclasses.fields(Config)}
+        overrides = {m: {k: v for k, v in run_overrides(m, args).items() if k in fields} for m in methods}
+        return suite_seeds.main(args, methods, overrides, passthrough, argv)
     check_args(args, methods)
-    extra = parse_method_args(args.method_args, methods)
+    extra = cli.parse_method_args(args.method_args, methods)
     workers, in_process = jobs_lib.plan_workers(args.workers, args.sequential)  # a GPU/TPU: here, one by one
-    runs_dir = Path(args.runs_dir).resolve()
+    runs_dir = Path(args.runs_dir or "runs").resolve()
     try:
         (runs_dir / jobs_lib.LOGS_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -85,9 +85,9 @@ def write_outputs(out: Path, results: list, run_info: dict) -> list[dict]:
                                           f"(chance is 0.1); fraction over seeds, epoch mean/median over "
                                           f"the seeds that left",
                "std_definition": "sample std over seeds (ddof 1)", **run_info}
-    atomic_write_json(out / "summary.json", summary)
     write_csv(out / "summary.csv", [flatten(s) for s in per_setting])
     draw_curves(out, settings, members, history)
+    atomic_write_json(out / "summary.json", summary)  # last: its status "finished" means every file is there
     return per_setting
 
 

@@ -36,11 +36,18 @@ class SweepSpec:
     lr: tuple[float, ...] = ()
     beta: tuple[float, ...] = ()
     seeds: tuple[int, ...] = (0,)
+    # explicit settings instead of the product of the axes: (method, init std, lr, beta) each, the
+    # methods of one program (:mod:`vgjax.sweep.groups`); a setting's method labels its results
+    points: tuple[tuple[str, float, float, float], ...] = ()
 
     def values(self, axis: str) -> tuple[float, ...]:
+        if self.points:
+            return tuple(dict.fromkeys(float(p[1 + AXES.index(axis)]) for p in self.points))
         return tuple(getattr(self, axis)) or (float(getattr(self.config, axis)),)
 
-    def settings(self) -> list[dict[str, float]]:
+    def settings(self) -> list[dict]:
+        if self.points:
+            return [{"method": m, **dict(zip(AXES, map(float, v)))} for m, *v in self.points]
         return [dict(zip(AXES, v)) for v in itertools.product(*(self.values(a) for a in AXES))]
 
     def members(self) -> Members:
@@ -55,6 +62,8 @@ class SweepSpec:
 def validate_spec(spec: SweepSpec) -> None:
     """Reject sweeps that cannot run as one vmapped program, or whose axis would do nothing."""
     c = spec.config
+    if spec.points and (spec.init_std or spec.lr or spec.beta):
+        raise ConfigError("a sweep has either explicit settings (points) or axes, not both")
     if c.stages is not None and any(len(set(spec.values(a))) > 1 or set(spec.values(a)) != {getattr(c, a)}
                                     for a in AXES):
         raise ConfigError("a staged sweep (--stages / method freeze) varies the seeds only, "
@@ -63,10 +72,10 @@ def validate_spec(spec: SweepSpec) -> None:
         raise ConfigError("--init-from cannot be combined with a sweep")
     if not spec.seeds or len(set(spec.seeds)) != len(spec.seeds) or min(spec.seeds) < 0:
         raise ConfigError("seeds must be distinct non-negative integers")
-    if spec.init_std and c.init not in STD_SCALED_INITS and set(spec.init_std) != {c.init_std}:
+    if c.init not in STD_SCALED_INITS and set(spec.values("init_std")) != {c.init_std}:
         raise ConfigError(f"init std has no effect on initializer {c.init!r}; "
                           f"it applies to {', '.join(STD_SCALED_INITS)}")
-    if spec.beta and c.activation not in BETA_ACTIVATIONS and len(set(spec.beta)) > 1:
+    if c.activation not in BETA_ACTIVATIONS and len(set(spec.values("beta"))) > 1:
         raise ConfigError(f"beta has no effect on activation {c.activation!r}; "
                           f"it applies to {', '.join(BETA_ACTIVATIONS)}")
     for axis, positive in (("init_std", True), ("lr", True), ("beta", False)):

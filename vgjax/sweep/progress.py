@@ -1,5 +1,8 @@
 """The sweep's progress display: a rich bar over member-epochs on a terminal, a throttled plain
-line on stderr otherwise (fed :class:`vgjax.sweep.workers.EpochProgress` records)."""
+line on stderr otherwise (fed :class:`vgjax.sweep.workers.EpochProgress` records). Progress is
+counted in member-epochs, each weighted by its program's ``weight`` (the multi-seed suite gives
+steps per epoch, so that a batch-512 epoch counts less than a batch-32 one and the ETA holds
+across programs)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ class SweepProgress:
     def __init__(self, total: int, every_s: float = 10.0):
         self.console = Console(stderr=True)
         self.total, self.done, self.every_s = total, 0, every_s
-        self.label, self.last = "", 0.0
+        self.label, self.last, self.weight = "", 0.0, 1
+        self.t0 = time.perf_counter()
         self._progress = None
         if self.console.is_terminal:
             self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
@@ -26,11 +30,19 @@ class SweepProgress:
             self._task = self._progress.add_task("sweep", total=total, info="")
             self._progress.start()
 
-    def start_group(self, label: str) -> None:
-        self.label = label
+    def start_group(self, label: str, weight: int = 1) -> None:
+        self.label, self.weight = label, weight
+
+    def eta_text(self) -> str:
+        """The time left at the rate so far (member-epochs of this process' run)."""
+        elapsed = time.perf_counter() - self.t0
+        if not self.done:
+            return "ETA ?"
+        left = int(elapsed * (self.total - self.done) / self.done)
+        return f"ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}"
 
     def __call__(self, p) -> None:
-        self.done += p.stop - p.start
+        self.done += (p.stop - p.start) * self.weight
         val = p.metrics["val_accuracy"]
         bad = int(np.sum(~np.isfinite(p.metrics["loss"])))
         where = f"{self.label} chunk {p.chunk}/{p.chunks}" + (f" worker {p.worker}" if p.worker else "")
@@ -42,8 +54,8 @@ class SweepProgress:
         now = time.perf_counter()
         if now - self.last >= self.every_s or p.epoch == p.epochs:
             self.last = now
-            print(f"{where}: {info} ({100 * self.done / self.total:.0f}% of the sweep)", file=sys.stderr,
-                  flush=True)
+            print(f"{where}: {info} ({100 * self.done / self.total:.0f}% of the sweep, {self.eta_text()})",
+                  file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._progress is not None:

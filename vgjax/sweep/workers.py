@@ -170,16 +170,23 @@ class _Worker:
     def poll(self) -> bool:
         return self.index in self.done
 
+    @property
+    def started(self) -> bool:
+        return self.process.pid is not None  # an interrupt can come before every worker has started
+
     def terminate(self) -> None:
-        if self.process.is_alive():
+        if self.started and self.process.is_alive():
             self.process.terminate()
 
     def wait(self, timeout: float | None) -> bool:
+        if not self.started:
+            return True
         self.process.join(timeout)
         return self.process.exitcode is not None
 
     def kill(self) -> None:
-        self.process.kill()
+        if self.started:
+            self.process.kill()
 
 
 def _read_messages(queue: Any, done: dict[int, tuple], exited: set[int], on_epoch: ProgressFn | None,

@@ -1,0 +1,126 @@
+"""``python -m experiments.suite --seeds N``: every method of the suite × N seeds × its protocol,
+as few compiled programs as possible (:mod:`vgjax.seed_suite`): seeds vmapped within a method,
+and methods that differ only in init std, learning rate or beta vmapped together. On a CPU each
+program's members are split over single-threaded worker processes; on a GPU or TPU one process
+vmaps them. Writes ``<out>/seeds_suite.json``, one sweep directory per program, ``summary.csv`` and
+``report.md`` (default out: ``runs/seeds``); ``--resume`` continues an interrupted suite.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from experiments import cli
+from experiments.sweep import choose_workers
+from vgjax import runtime, seed_suite, sweep
+from vgjax.config import ConfigError
+from vgjax.methods import get_config
+from vgjax.runlog import atomic_write_json, read_json
+
+DEFAULT_OUT = Path("runs") / "seeds"
+# suite flags that belong to the one-run-per-method suite only
+RUN_ONLY = (("sequential", "--sequential"), ("in_order", "--in-order"), ("method_args", "--method-args"))
+
+
+def check_args(args, passthrough: list[str]) -> None:
+    if args.seeds < 1:
+        cli.fail(f"--seeds must be >= 1, got {args.seeds}")
+    for dest, flag in RUN_ONLY:
+        if getattr(args, dest):
+            cli.fail(f"{flag} applies to the one-run-per-method suite, not to --seeds")
+    if passthrough:
+        cli.fail("run flags after -- apply to the one-run-per-method suite, not to --seeds")
+    if args.resume and args.overwrite:
+        cli.fail("--resume and --overwrite exclude each other")
+    if args.workers is not None and args.workers < 0:
+        cli.fail("--workers must be >= 0")
+
+
+def build_configs(methods: list[str], overrides: dict[str, dict]) -> dict:
+    configs = {}
+    for m in methods:
+        try:
+            configs[m] = get_config(m, diagnostics=False, **overrides[m])
+        except ConfigError as e:
+            cli.config_error(e, overrides[m])
+    return configs
+
+
+def prepare_out(out: Path, rec: dict, resume: bool, overwrite: bool) -> None:
+    """Fail before any work when ``out`` cannot be used as asked; with --overwrite, remove what
+    an earlier suite there wrote (only that)."""
+    path = out / seed_suite.SUITE_FILE
+    if not path.exists():
+        if resume:
+            cli.fail(f"{out} holds no multi-seed suite to resume (no {seed_suite.SUITE_FILE}); start it without --resume")
+        return
+    try:
+        saved = read_json(path)
+    except (OSError, ValueError) as e:
+        cli.fail(f"cannot read {path}: {e}")
+    if resume:
+        if saved != json.loads(json.dumps(rec)):
+            differ = [k for k in rec if saved.get(k) != json.loads(json.dumps(rec[k]))]
+            cli.fail(f"{out} holds a multi-seed suite of other settings (differs in {', '.join(differ)}); "
+                     f"give the flags it was started with, or --overwrite to replace it")
+        return
+    if not overwrite:
+        cli.fail(f"{out} already holds a multi-seed suite; use --resume to continue it or --overwrite to replace it")
+    for p in saved.get("programs", []):
+        shutil.rmtree(out / str(p.get("name")), ignore_errors=True)
+    for name in (seed_suite.SUITE_FILE, "summary.csv", "report.md"):
+        (out / name).unlink(missing_ok=True)
+
+
+def train_all(programs, out: Path, arrays, workers: int, args) -> None:
+    todo = [p for p in programs if not seed_suite.is_finished(out / p.name)]
+    for p in set(programs) - set(todo):
+        sweep.ChunkStore(out / p.name).remove()  # left when a kill came between its summary and their removal
+    progress = sweep.SweepProgress(max(sum(seed_suite.remaining_cost(out, p) for p in todo), 1))
+    warn = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    try:
+        for i, p in enumerate(todo):
+            progress.start_group(f"[{i + 1}/{len(todo)}] {p.name}", p.cost // (p.members * p.epochs))
+            seed_suite.train_program(p, out, arrays, workers=workers, threads=args.threads, progress=progress,
+                                     warn=warn)
+    finally:
+        progress.close()
+
+
+def main(args, methods: list[str], overrides: dict[str, dict], passthrough: list[str], argv: list[str]) -> int:
+    """The multi-seed suite of ``methods``; ``overrides``: each method's Config overrides."""
+    check_args(args, passthrough)
+    configs = build_configs(methods, overrides)
+    seeds = list(range(args.seeds))
+    try:
+        programs = seed_suite.plan_programs(configs, seeds, group=not args.separate)
+    except ConfigError as e:
+        cli.fail(str(e))
+    out = Path(args.runs_dir) if args.runs_dir else DEFAULT_OUT
+    rec = seed_suite.record(programs, configs, seeds)
+    prepare_out(out, rec, args.resume, args.overwrite)
+    workers = choose_workers(args.workers, args.threads)
+    if workers == 0:
+        runtime.pin_cpu_threads(args.threads)  # before the backend starts: this process trains
+    cli.sigterm_as_interrupt()
+    arrays = cli.load_data(args.data_dir, args.data_source or "idx")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        cli.fail(f"cannot create the output directory {out}: {e.strerror}")
+    atomic_write_json(out / seed_suite.SUITE_FILE, rec)
+    try:
+        train_all(programs, out, arrays, workers, args)
+    except KeyboardInterrupt:
+        print(f"interrupted; finished programs and chunks are kept: continue with --resume --out {out}",
+              file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+    mode = f"{workers} worker processes" if workers else "vmapped in one process"
+    info = {"command": "python -m experiments.suite " + " ".join(argv), "seeds": args.seeds, "mode": mode,
+            "train_images": configs[methods[0]].train_limit or 60000,
+            "device": runtime.device_description(configs[methods[0]].precision)}
+    print(f"report: {seed_suite.write_suite_report(out, programs, info)}")
+    return 0
