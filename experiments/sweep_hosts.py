@@ -34,6 +34,8 @@ GRACE_S = 15.0  # the launcher's wait for the others to stop once one process ha
 
 # flags that say where a process stands among the others, not what the sweep is
 PLACE = ("processes", "coordinator", "num_processes", "process_id", "distributed", "host_timeout")
+# flags each process may give its own way: its host's data directory; where process 0 writes
+OWN = ("data_dir", "out", "name")
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -201,7 +203,7 @@ def same_everywhere(mine: str | None, what: str) -> None:
 
 def check_same(args: argparse.Namespace, record: dict) -> None:
     """Every process must sweep the same members with the same flags and count the same processes."""
-    mine = {k: v for k, v in vars(args).items() if k not in PLACE and k != "data_dir"}
+    mine = {k: v for k, v in vars(args).items() if k not in (*PLACE, *OWN)}
     mine["num_processes"] = jax.process_count() if args.num_processes is None else args.num_processes
     same_everywhere(hosts.digest([record, mine]), "was started with other flags (or --num-processes)")
 
