@@ -62,27 +62,12 @@ def single(tmp_path_factory, fashion_mnist_dir):
     return out
 
 
-def test_two_processes_equal_one_process_member_by_member(single, tmp_path, fashion_mnist_dir):
-    out = tmp_path / "sw"
-    proc = sweep([*FLAGS, "--processes", "2", "--data-dir", str(fashion_mnist_dir), "--out", str(out)], 2)
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    # the members' metrics are the single process's, bit for bit
-    assert (out / "metrics.csv").read_bytes() == (single / "metrics.csv").read_bytes()
-    assert (out / "summary.csv").read_bytes() == (single / "summary.csv").read_bytes()
-    # one process wrote and reported: one table, one closing line, no chunks left
-    assert {p.name for p in out.iterdir()} == FILES
-    assert proc.stdout.count("final val_acc") == 1
-    assert proc.stdout.count("settings x 4 seeds") == 1 and "vmapped on 4 device(s) of 2 processes" in proc.stdout
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["processes"] == 2 and summary["device"]["device_count"] == 4
-    assert summary["runs"][0]["devices"] == 4 and summary["runs"][0]["chunk_size"] == 4
-
-
-def test_a_lost_process_ends_the_other_with_one_line_and_the_sweep_resumes(single, tmp_path, fashion_mnist_dir):
-    """Process 1 is killed once process 0 has finished a chunk: process 0 says so in one line and
-    exits 4 (no hang, no abort); only process 0 wrote (process 1's --out is never created); the
-    sweep resumed by two processes ends with the single process's files."""
+def test_two_processes_equal_one_process_and_a_lost_one_ends_the_other_in_one_line(single, tmp_path,
+                                                                                     fashion_mnist_dir):
+    """Started by hand, process 1 is killed once process 0 has finished a chunk: process 0 says so
+    in one line and exits 4 (no hang, no abort); only process 0 wrote (process 1's --out is never
+    created). The sweep resumed by two processes of ``--processes 2`` (so every member was trained
+    by two processes) ends with the single process's files, byte for byte, written once."""
     out, elsewhere, address = tmp_path / "sw", tmp_path / "process1", free_address()
     common = [*FLAGS, "--data-dir", str(fashion_mnist_dir), "--coordinator", address, "--num-processes", "2",
               "--host-timeout", "60"]
@@ -113,8 +98,17 @@ def test_a_lost_process_ends_the_other_with_one_line_and_the_sweep_resumes(singl
     resumed = sweep([*FLAGS, "--processes", "2", "--resume", "--data-dir", str(fashion_mnist_dir), "--out", str(out)],
                     2)
     assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    # the members' metrics are the single process's, bit for bit
     assert (out / "metrics.csv").read_bytes() == (single / "metrics.csv").read_bytes()
+    assert (out / "summary.csv").read_bytes() == (single / "summary.csv").read_bytes()
+    # one process wrote and reported: one table, one closing line, no chunks left
     assert {p.name for p in out.iterdir()} == FILES
+    assert resumed.stdout.count("final val_acc") == 1
+    assert resumed.stdout.count("settings x 4 seeds") == 1 and "on 4 device(s) of 2 processes" in resumed.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["device"]["device_count"] == 4
+    assert summary["runs"][0]["devices"] == 4 and summary["runs"][0]["chunk_size"] == 4
 
 
 def test_processes_with_other_flags_or_count_are_a_usage_error(tmp_path, fashion_mnist_dir):
