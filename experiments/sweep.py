@@ -7,9 +7,10 @@ metrics.csv (per member and epoch), summary.json and summary.csv (per setting), 
 sweep_val_accuracy.png and sweep_loss.png. Every finished chunk is kept in chunks/ as it
 completes, until those files are written, so that ``--resume`` continues an interrupted sweep. A staged method (freeze) runs
 every stage as one program over the seeds. Seed k of a sweep is ``experiments.run --seed k``.
+Several processes (of this machine or of many hosts): :mod:`experiments.sweep_hosts`.
 
-Exit status: 0 done (diverged members are results: see the summary), 2 usage or data error,
-130 interrupted (finished chunks kept for --resume).
+Exit status: 0 done (diverged members are results: see the summary), 2 usage or data error, 4 a
+process of a multi-process sweep lost, 130 interrupted (finished chunks kept for --resume in both).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-
-from experiments import cli
+from experiments import cli, sweep_hosts
 from experiments.run import list_methods
 from vgjax import runtime, sweep
 from vgjax.config import ConfigError
@@ -37,8 +37,6 @@ NOT_FIXED = (*DISCRETE, "init_std", "lr", "beta", "seed", "epochs", "train_limit
 
 
 # ----------------------------------------------------------------------------- arguments
-
-
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.sweep", description=__doc__.split("\n\n")[1])
@@ -76,6 +74,7 @@ def build_parser() -> cli.Parser:
                         "finished chunks are kept, the others trained")
     cli.add_config_flags(p, groups=("model", "optimizer", "protocol"), exclude=NOT_FIXED,
                          note="the method's; one value for the whole sweep")
+    sweep_hosts.add_flags(p)
     return p
 
 
@@ -119,16 +118,6 @@ def common_epochs(specs: list) -> int:
     return next(iter(epochs.values()))
 
 
-def check_out_dir(out: Path, args: argparse.Namespace, record: dict) -> None:
-    """Fail early (before any work) when the output directory cannot be used as asked."""
-    if args.resume and args.overwrite:
-        cli.fail("--resume continues a sweep and --overwrite replaces it; give one of them")
-    problem = (sweep.resume_problem(out, record) if args.resume
-               else sweep.out_dir_problem(out, args.overwrite))
-    if problem:
-        cli.fail(problem)
-
-
 # ----------------------------------------------------------------------------- outputs
 
 def print_table(per_setting: list[dict]) -> None:
@@ -159,7 +148,7 @@ def choose_workers(requested: int | None, threads: int) -> int:
 
 
 def train_programs(specs: list, arrays, epochs: int, store: sweep.ChunkStore, workers: int,
-                   args: argparse.Namespace) -> list:
+                   args: argparse.Namespace, writer: bool = True) -> list:
     """Every program of the sweep, its finished chunks taken from ``store`` and new ones saved there."""
     done = []
     for pi, spec in enumerate(specs):
@@ -168,7 +157,8 @@ def train_programs(specs: list, arrays, epochs: int, store: sweep.ChunkStore, wo
             print(f"chunk {name} is damaged; it is trained again", file=sys.stderr)
         done.append(finished)
     total = sum(len(s.seeds) * len(s.settings()) for s in specs) * epochs
-    progress = sweep.SweepProgress(total - epochs * sum(b - a for d in done for a, b in d))
+    shown = sweep.SweepProgress if writer else sweep.hosts.SilentProgress
+    progress = shown(total - epochs * sum(b - a for d in done for a, b in d))
     results = []
     try:
         for pi, spec in enumerate(specs):
@@ -182,53 +172,73 @@ def train_programs(specs: list, arrays, epochs: int, store: sweep.ChunkStore, wo
     return results
 
 
+def open_store(out: Path, args, record: dict, specs: list, epochs: int, several: bool, writer: bool) -> tuple:
+    """The chunk store and the worker processes (on --resume: the plan's); a new sweep's files."""
+    store = sweep.ChunkStore(out)
+    if several:  # every process trains vmapped over the global mesh; process 0 has the files
+        store, workers = sweep.hosts.SharedStore(store), 0
+    else:  # a resumed sweep plans its chunks as before: the same worker processes
+        planned = store.read_plan().get("workers") if args.resume and args.workers is None else args.workers
+        workers = choose_workers(planned, args.threads)
+    if not args.resume:
+        sweep_hosts.settle(sweep.prepare_out_dir(out) if writer else None, several)
+        if writer:
+            atomic_write_json(out / "config.json", record)
+        store.write_plan({"workers": workers, "epochs": epochs,
+                          "programs": [{"method": s.config.method, "members": len(s.seeds) * len(s.settings())}
+                                       for s in specs]})
+    return store, workers
+
+
+def finish(out: Path, results: list, epochs: int, wall_s: float, workers: int, processes: int, args) -> None:
+    """The sweep's files and its table (``processes``: of a multi-process sweep, else 0)."""
+    runs, several = run_records(results), {"processes": processes} if processes else {}
+    per_setting = write_outputs(out, results, {"runs": runs, "epochs": epochs, "wall_time_s": wall_s, **several,
+                                               "device": runtime.device_description(results[0].spec.config.precision)})
+    print_table(per_setting)
+    chunks = ", ".join(f"{r['chunk_size']} ({r['chunk_source']})" for r in runs)
+    mode = f"{workers} worker processes" if workers else f"vmapped on {results[0].n_devices} device(s)"
+    mode += f" of {processes} processes" if processes else ""
+    print(f"{len(per_setting)} settings x {args.seeds} seeds, {mode}, chunk {chunks}; files in {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
         list_methods()
         return 0
     check_args(args)
+    sweep_hosts.check(args)
     specs = build_specs(args)
     epochs = common_epochs(specs)
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / (args.name or sweep_name(args))
-    if args.workers == 0:
-        runtime.pin_cpu_threads(args.threads)  # before the backend starts: this process trains
-    cli.sigterm_as_interrupt()
     sweep_cfg = {"methods": args.method, **{k: getattr(args, k) for k in DISCRETE},
                  "init_std": args.init_std, "lr": args.lr, "beta": args.beta, "seeds": list(range(args.seeds)),
                  "epochs": epochs, "train_limit": args.train_limit, "chunk": args.chunk}
     record = {"sweep": sweep_cfg, "configs": [s.config.to_dict() for s in specs]}
-    check_out_dir(out, args, record)
-    arrays = cli.load_data(args.data_dir, "idx")
-    store = sweep.ChunkStore(out)
-    if args.resume:  # the chunks are planned as before: the same worker processes
-        workers = store.read_plan().get("workers", args.workers) if args.workers is None else args.workers
-        workers = choose_workers(workers, args.threads)
-    else:
-        workers = choose_workers(args.workers, args.threads)
-        problem = sweep.prepare_out_dir(out)
-        if problem:
-            cli.fail(problem)
-        atomic_write_json(out / "config.json", record)
-        store.write_plan({"workers": workers, "epochs": epochs,
-                          "programs": [{"method": s.config.method, "members": len(s.seeds) * len(s.settings())}
-                                       for s in specs]})
+    several = sweep_hosts.is_member(args)
+    if args.processes:  # the launcher: the processes it starts do the rest
+        sweep_hosts.settle(sweep.sweep_dir_problem(out, record, args.resume, args.overwrite), False)
+        return sweep_hosts.launch(sys.argv[1:] if argv is None else argv, args.processes)
+    if args.workers == 0 or several:
+        runtime.pin_cpu_threads(args.threads)  # before the backend starts: this process trains
+    cli.sigterm_as_interrupt()
+    writer = sweep_hosts.join(args, record) if several else True
+    sweep_hosts.settle(sweep.sweep_dir_problem(out, record, args.resume, args.overwrite) if writer else None, several)
+    arrays = sweep_hosts.load_data(args) if several else cli.load_data(args.data_dir, "idx")
+    store, workers = open_store(out, args, record, specs, epochs, several, writer)
     t0 = time.perf_counter()
     try:
-        results = train_programs(specs, arrays, epochs, store, workers, args)
+        with sweep_hosts.on_lost_contact(out, writer):
+            results = train_programs(specs, arrays, epochs, store, workers, args, writer)
     except KeyboardInterrupt:
-        atomic_write_json(out / "summary.json", {"status": "interrupted"})
-        print(f"interrupted; finished chunks are kept: continue with --resume --out {out}", file=sys.stderr)
+        if writer:
+            atomic_write_json(out / "summary.json", {"status": "interrupted"})
+            print(f"interrupted; finished chunks are kept: continue with --resume --out {out}", file=sys.stderr)
         return cli.EXIT_INTERRUPTED
-    runs = run_records(results)
-    per_setting = write_outputs(out, results, {"runs": runs, "epochs": epochs,
-                                               "wall_time_s": time.perf_counter() - t0,
-                                               "device": runtime.device_description(specs[0].config.precision)})
+    if writer:
+        finish(out, results, epochs, time.perf_counter() - t0, workers, sweep_hosts.count(several), args)
     store.remove()
-    print_table(per_setting)
-    chunks = ", ".join(f"{r['chunk_size']} ({r['chunk_source']})" for r in runs)
-    mode = f"{workers} worker processes" if workers else f"vmapped on {results[0].n_devices} device(s)"
-    print(f"{len(per_setting)} settings x {args.seeds} seeds, {mode}, chunk {chunks}; files in {out}")
     return 0
 
 

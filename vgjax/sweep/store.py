@@ -133,6 +133,14 @@ def resume_problem(path: Path, record: dict) -> str | None:
             f"give the flags it was started with, or --overwrite to replace it")
 
 
+def sweep_dir_problem(path: Path, record: dict, resume: bool, overwrite: bool) -> str | None:
+    """Why ``path`` cannot hold the sweep of ``record`` as asked -- continued (``resume``), or new
+    and replacing an old one there (``overwrite``) -- or None when it can (checked before any work)."""
+    if resume and overwrite:
+        return "--resume continues a sweep and --overwrite replaces it; give one of them"
+    return resume_problem(path, record) if resume else out_dir_problem(path, overwrite)
+
+
 def prepare_out_dir(path: Path) -> str | None:
     """An empty output directory (an old sweep there is removed: --overwrite was checked); the
     reason when it cannot be created."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from vgjax import pool, runtime
 from vgjax.data import Arrays
+from vgjax.sweep import hosts
 from vgjax.sweep.grid import METRICS, Members, SweepSpec, take, validate_spec
 from vgjax.sweep.plan import chunk_plan, pad_members
 from vgjax.sweep.phases import Phase, build_phases
@@ -78,7 +79,7 @@ def train_chunks(phases: Sequence[Phase], members: Members, data: Any, size: int
             states = phase.start(states, hp)
             for e in range(phase.epochs):
                 states, metrics = phase.program.epoch(states, *arrays)
-                metrics = {k: np.asarray(v)[:stop - start] for k, v in jax.device_get(metrics).items()}
+                metrics = {k: np.asarray(v)[:stop - start] for k, v in hosts.to_host(metrics).items()}
                 first = first or time.perf_counter() - t0
                 for k in METRICS:
                     history[k][start:stop, e0 + e] = metrics[k]
@@ -110,7 +111,8 @@ def run_sweep(spec: SweepSpec, data: Any, epochs: int | None = None, *, chunk: i
     ``data``: ``DeviceData`` or host arrays with the same four attributes, of which the first
     ``spec.config.train_limit`` training examples are used. ``chunk`` forces the members per
     chunk (else from the memory estimate). ``workers=0`` runs the chunks vmapped in this process,
-    sharded over ``devices`` (default: all local devices); ``workers=P`` splits the members into
+    sharded over ``devices`` (default: ``jax.devices()``, which in a multi-process sweep are every
+    process's devices: :mod:`vgjax.sweep.hosts`); ``workers=P`` splits the members into
     P contiguous groups trained by worker processes pinned to ``threads`` CPU cores each
     (``cores``: which ones, in turn; else free ones are claimed) -- the faster way on a CPU.
     ``done`` and ``on_chunk``: finished chunks by member range, and a function given every chunk
@@ -126,9 +128,11 @@ def run_sweep(spec: SweepSpec, data: Any, epochs: int | None = None, *, chunk: i
                                                     min(workers, n), threads, cores, on_epoch, done, on_chunk)
         n_devices = 1
     else:
-        phases = build_phases(spec.config, epochs, devices)
+        phases = build_phases(spec.config, epochs, jax.devices() if devices is None else devices)
         program = phases[0].program
         size, source = chunk_plan(program, n, chunk, len(data.y_train))
+        if jax.process_count() > 1:  # every process trains the writer's chunks
+            size, source = hosts.from_writer([size, source])
         history, first = train_chunks(phases, members, data, size, on_epoch, done=done, on_chunk=on_chunk)
         n_devices = program.n_devices
     return SweepResult(spec, members, history, size, source, n_devices, min(workers, n),
