@@ -122,6 +122,9 @@ class Engine:
     # every matrix product of epoch and evaluate (Config.precision): set while they are traced,
     # so it reaches the compiled program wherever they are jitted or vmapped
     precision: str = "highest"
+    # training steps per iteration of the epoch's scan (lax.scan's unroll): fewer loop iterations
+    # for the device to launch; the same steps in the same order (benchmarks/step_overhead.py)
+    unroll: int = 1
 
     @property
     def uses_batch_stats(self) -> bool:
@@ -188,7 +191,7 @@ class Engine:
             i, b_idx, b_mask = inp
             return self.train_step(st, x_u8, y, b_idx, b_mask, keys.dropout_key(epoch_key, i))
 
-        new_state, out = jax.lax.scan(body, state, (jnp.arange(steps), idx, mask))
+        new_state, out = jax.lax.scan(body, state, (jnp.arange(steps), idx, mask), unroll=self.unroll)
         new_state = new_state.replace(epoch=state.epoch + 1)
         total = jnp.sum(out["count"])
         metrics = {
