@@ -23,12 +23,12 @@ from pathlib import Path
 
 from experiments import cli
 from experiments import sweep as sweep_cli
-from vgjax.escape import write_escape_report
+from vgjax.escape import FULL_EPOCHS, FULL_GRID, FULL_SEEDS, write_escape_report
 from vgjax.sweep_report import load_sweep
 
 STEPS = ("train", "report")
-DEPTHS, BATCHES, STDS = [3, 4, 5, 6, 7], [32, 128, 512], [0.05, 0.1, 0.2]
-SEEDS, EPOCHS, METHOD = 16, 300, "baseline_7"
+DEPTHS, BATCHES, STDS = FULL_GRID["depth"], FULL_GRID["batch_size"], FULL_GRID["init_std"]
+SEEDS, EPOCHS, METHOD = FULL_SEEDS, FULL_EPOCHS, "baseline_7"
 TRAIN_OUT, REPORT_OUT = "runs/escape", "docs/results/escape"
 
 

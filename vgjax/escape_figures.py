@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
 from vgjax.plots import new_figure, save_figure
 
@@ -78,6 +79,7 @@ def plot_escape_vs_prediction(table: list[dict], predicted: list[dict], path: Pa
                    fontsize=7, color="0.4", va="bottom")
     for ax, ylabel in ((left, "P(escape) with 95 % interval"), (right, "escape time (survival median, epoch)")):
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("predicted |grad layer 1| / |grad output| at init")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
