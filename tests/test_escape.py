@@ -1,0 +1,254 @@
+"""The plateau-escape study (docs/escape.md): the escape definition, the curves, the Wilson
+interval and the robustness table on hand-made histories (numbers worked out by hand, not by the
+code); the two command-line steps end to end on real data at a tiny budget, with a kill and
+``--resume``; and one-line usage errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from experiments import cli
+from experiments import escape as escape_cli
+from vgjax import escape, runtime
+from tests.test_sweep import ROOT
+
+NAN = float("nan")
+# rows: 0 crosses at 2, falls back at 3, stays from 4 | 1 never | 2 from the start | 3 only in the
+# last epoch | 4 exactly at the threshold (not above) | 5 a NaN epoch breaks "staying" | 6 falls
+# back in the last epoch
+HISTORIES = np.array([[0.1, 0.25, 0.1, 0.3, 0.4, 0.5],
+                      [0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+                      [0.3, 0.3, 0.3, 0.3, 0.3, 0.3],
+                      [0.1, 0.1, 0.1, 0.1, 0.1, 0.21],
+                      [0.1, 0.2, 0.2, 0.2, 0.2, 0.2],
+                      [0.1, 0.5, 0.5, NAN, 0.5, 0.5],
+                      [0.1, 0.5, 0.5, 0.5, 0.5, 0.19]])
+
+
+@pytest.mark.fast
+def test_escape_epoch_needs_staying_above_the_threshold():
+    np.testing.assert_array_equal(escape.escape_epochs(HISTORIES), [4, 0, 1, 6, 0, 5, 0])
+    np.testing.assert_array_equal(escape.escape_epochs(HISTORIES, staying=False), [2, 0, 1, 6, 0, 2, 2])
+    np.testing.assert_array_equal(escape.escape_epochs(HISTORIES, 0.15), [4, 0, 1, 6, 2, 5, 2])
+    np.testing.assert_array_equal(escape.fell_back(HISTORIES), [True, False, False, False, False, True, True])
+
+
+@pytest.mark.fast
+def test_fraction_escaped_by_epoch_and_its_median():
+    np.testing.assert_allclose(escape.fraction_escaped(np.array([4, 0, 1, 6, 0, 5, 0]), 6),
+                               np.array([1, 1, 1, 2, 3, 4]) / 7)
+    np.testing.assert_allclose(escape.fraction_escaped(np.array([2, 0]), 3), [0, 0.5, 0.5])
+    assert escape.survival_median(np.array([3, 1, 0, 0]), 5) == 3
+    assert escape.survival_median(np.array([3, 0, 0]), 5) is None
+
+
+@pytest.mark.fast
+def test_wilson_interval_matches_hand_computed_values():
+    # 5/10 and 1/2: centre 0.5, half-width z/(1+z²/n) sqrt(p(1-p)/n + z²/4n²); 0/n: upper z²/(n+z²)
+    for (k, n), (lo, hi) in {(5, 10): (0.23659, 0.76341), (1, 2): (0.09453, 0.90547), (0, 2): (0.0, 0.65762),
+                             (0, 16): (0.0, 0.19361), (16, 16): (0.80639, 1.0), (1, 10): (0.01787, 0.40415)}.items():
+        np.testing.assert_allclose(escape.wilson(k, n), (lo, hi), atol=2e-5, err_msg=f"{k}/{n}")
+
+
+# two settings of two seeds: a (0.2: crosses at 2, back at 3, stays from 4), b (never) | c (above
+# 0.15 from 2, never above 0.2), d (0.5 from 2, 0.19 in the last epoch)
+ROBUST = np.array([[0.1, 0.25, 0.1, 0.3, 0.4, 0.5], [0.1] * 6,
+                   [0.1, 0.16, 0.17, 0.18, 0.19, 0.19], [0.1, 0.5, 0.5, 0.5, 0.5, 0.19]])
+SETTINGS = [{"method": "baseline_7", "depth": 3, "batch_size": 32, "init_std": 0.05},
+            {"method": "baseline_7", "depth": 5, "batch_size": 32, "init_std": 0.05}]
+MEMBERS = {"setting": np.array([0, 0, 1, 1]), "seed": np.array([0, 1, 0, 1])}
+
+
+@pytest.mark.fast
+def test_escape_table_per_setting():
+    t0, t1 = escape.escape_table(SETTINGS, MEMBERS, ROBUST)
+    assert (t0["seeds"], t0["escaped"], t0["probability"], t0["median_epoch_escaped"], t0["survival_median"],
+            t0["verdict"]) == (2, 1, 0.5, 4.0, 4, "some")
+    np.testing.assert_allclose((t0["ci_low"], t0["ci_high"]), (0.09453, 0.90547), atol=2e-5)
+    assert (t1["escaped"], t1["median_epoch_escaped"], t1["survival_median"], t1["verdict"]) == (0, None, None, "never")
+    rows = escape.curve_rows(SETTINGS, MEMBERS, ROBUST)
+    assert [r["escaped"] for r in rows if r["setting"] == 0] == [0, 0, 0, 1, 1, 1]
+    assert [r["epoch"] for r in rows[:6]] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.fast
+def test_robustness_table_counts_changes_against_the_reference():
+    got = {(r["threshold"], r["rule"]): (r["escaped_members"], r["settings_changed"], r["verdicts_changed"],
+                                         r["max_probability_change"], r["median_epoch_shift"], r["fell_back"])
+           for r in escape.robustness(SETTINGS, MEMBERS, ROBUST)}
+    assert got == {(0.15, "staying"): (3, 1, 1, 1.0, 0.0, 1), (0.15, "first crossing"): (3, 1, 1, 1.0, -2.0, 1),
+                   (0.2, "staying"): (1, 0, 0, 0.0, 0.0, 2), (0.2, "first crossing"): (2, 1, 1, 0.5, -2.0, 2),
+                   (0.3, "staying"): (1, 0, 0, 0.0, 1.0, 1), (0.3, "first crossing"): (2, 1, 1, 0.5, 1.0, 1)}
+
+
+@pytest.mark.fast
+def test_theory_comparison_and_its_answer():
+    table = [{"batch_size": b, "probability": p, "survival_median": m, "epochs": 10}
+             for b, p, m in ((32, 1.0, 2), (32, 0.5, 6), (32, 0.0, None), (128, 1.0, 3), (128, 0.0, None))]
+    predicted = [{"log10_grad_ratio": r, "log10_chi_product": c} for r, c in
+                 ((-1, -2), (-2, -4), (-3, -6), (-1.5, -2), (-4, -6))]
+    all_, b32, b128 = escape.theory_comparison(table, predicted)
+    assert (all_["group"], all_["settings"], b32["group"], b128["settings"]) == ("all", 5, "batch 32", 2)
+    assert all_["log10_grad_ratio:time"][0] == pytest.approx(-0.9746794, abs=1e-6)  # ties at 11: ranks 4.5
+    assert b32["log10_grad_ratio:time"][0] == pytest.approx(-1.0) and b128["log10_grad_ratio:time"] == (None, None)
+    assert escape.theory_answer([all_]).startswith("**Yes**")
+    flat = escape.theory_comparison([{**t, "survival_median": None} for t in table], predicted)
+    assert escape.theory_answer(flat).startswith("**Cannot tell")
+
+
+# ----------------------------------------------------------------------------- end to end
+
+FLAGS = ["--depth", "2,3", "--batch-size", "128", "--init-std", "0.05,1", "--seeds", "2", "--epochs", "2",
+         "--train-limit", "512", "--workers", "0"]
+
+
+def command(*args, data_dir, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "experiments.escape", *args, "--data-dir", str(data_dir)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return out
+
+
+def train_killed_after_first_chunk(out, data_dir) -> None:
+    proc = command("train", *FLAGS, "--out", str(out), data_dir=data_dir, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list((out / "chunks").glob("*.npz")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert not (out / "metrics.csv").exists()  # killed before the end
+
+
+def escaped_by_hand(path, threshold=0.2) -> dict:
+    """{setting: (seeds, escaped)} straight from metrics.csv: above the threshold to the last epoch."""
+    runs: dict = {}
+    with open(path / "metrics.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            runs.setdefault((int(r["setting"]), int(r["seed"])), []).append((int(r["epoch"]), float(r["val_accuracy"])))
+    out: dict = {}
+    for (s, _), hist in runs.items():
+        vals = [v for _, v in sorted(hist)]
+        stays = any(all(v > threshold for v in vals[e:]) for e in range(len(vals)))
+        seeds, esc = out.get(s, (0, 0))
+        out[s] = (seeds + 1, esc + stays)
+    return out
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory, fashion_mnist_dir):
+    """The tiny sweep trained without a break, and again killed after its first chunk and resumed
+    (the two trainings run side by side)."""
+    tmp = tmp_path_factory.mktemp("escape")
+    full, part = tmp / "full", tmp / "part"
+    whole = command("train", *FLAGS, "--out", str(full), data_dir=fashion_mnist_dir)
+    train_killed_after_first_chunk(part, fashion_mnist_dir)
+    finish(command("train", *FLAGS, "--out", str(part), "--resume", data_dir=fashion_mnist_dir))
+    finish(whole)
+    return full, part
+
+
+@pytest.mark.slow
+def test_train_resumes_after_a_kill_to_the_uninterrupted_metrics(sweeps):
+    full, part = sweeps
+    assert (part / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
+    assert not (part / "chunks").exists()
+
+
+@pytest.mark.slow
+def test_report_end_to_end(sweeps, tmp_path, fashion_mnist_dir):
+    full, rep = sweeps[0], tmp_path / "report"
+    finish(command("report", str(full), "--out", str(rep), "--theory-per-class", "2", data_dir=fashion_mnist_dir))
+    for name in ("report.md", "escape.csv", "curves.csv", "escape_curves.png", "escape_vs_chi.png"):
+        assert (rep / name).stat().st_size > 0, name
+    rows = read_csv(rep / "escape.csv")
+    assert {int(r["setting"]): (int(r["seeds"]), int(r["escaped"])) for r in rows} == escaped_by_hand(full)
+    assert [(int(r["depth"]), float(r["init_std"])) for r in rows] == [(2, 0.05), (2, 1.0), (3, 0.05), (3, 1.0)]
+    assert all(r["log10_grad_ratio"] and r["log10_chi_product"] for r in rows)
+    text = (rep / "report.md").read_text()
+    assert f"--train-limit 512 --out {full}" in text and "cpu" in text and "s per member-epoch" in text
+
+
+CRAFTED = {0: ([0.1, 0.3], [0.3, 0.3]), 1: ([0.3, 0.1], [0.1, 0.1]), 2: ([0.1, 0.3], [0.1, 0.1]),
+           3: ([0.3, 0.3], [0.3, 0.3])}  # per setting, seed 0 and seed 1's val accuracy by epoch
+
+
+@pytest.mark.slow
+def test_report_numbers_come_from_metrics_csv(sweeps, tmp_path):
+    """A sweep's val accuracies replaced by hand-made ones: the report's tables follow them."""
+    sweep_dir = tmp_path / "sweep"
+    shutil.copytree(sweeps[0], sweep_dir)
+    rows = read_csv(sweep_dir / "metrics.csv")
+    for r in rows:
+        r["val_accuracy"] = CRAFTED[int(r["setting"])][int(r["seed"])][int(r["epoch"]) - 1]
+    with open(sweep_dir / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    assert escape_cli.main(["report", str(sweep_dir), "--out", str(tmp_path / "rep"), "--no-theory"]) == 0
+    got = [(int(r["escaped"]), float(r["probability"]), r["median_epoch_escaped"], r["survival_median"], r["verdict"])
+           for r in read_csv(tmp_path / "rep" / "escape.csv")]
+    assert got == [(2, 1.0, "1.5", "1", "all"), (0, 0.0, "", "", "never"), (1, 0.5, "2.0", "2", "some"),
+                   (2, 1.0, "1.0", "1", "all")]
+    curves = [(int(r["setting"]), int(r["epoch"]), int(r["escaped"])) for r in read_csv(tmp_path / "rep" / "curves.csv")]
+    assert curves == [(0, 1, 1), (0, 2, 2), (1, 1, 0), (1, 2, 0), (2, 1, 0), (2, 2, 1), (3, 1, 2), (3, 2, 2)]
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "| 0.2 | first crossing | 6 | 1 | 1 | 0.50 | +0 | 1 |" in text
+    assert "| 2 | 128 | 0.05 | 2 | 2 | 1.00 [0.34, 1.00] | 1.5 | 1 | all |" in text
+    assert "Not computed (`--no-theory`)" in text
+
+
+# ----------------------------------------------------------------------------- usage errors
+
+@pytest.fixture
+def in_process(monkeypatch):
+    monkeypatch.setattr(runtime, "pin_cpu_threads", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "sigterm_as_interrupt", lambda: None)
+
+
+@pytest.mark.fast
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, in_process):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text('{"sweep": {}}')
+    cases = [(["report", str(tmp_path / "nowhere")], "no such directory"),
+             (["report", str(tmp_path / "empty")], "no summary.json"),
+             (["report", str(tmp_path / "half"), "--no-theory"], "no summary.json (still running, or it failed)"),
+             (["report", str(tmp_path / "empty"), "--theory-per-class", "1"], "--theory-per-class must be >= 2"),
+             (["train", "--seeds", "0"], "--seeds must be >= 1"), (["train", "--depth", "3,x"], "every value must be an integer"),
+             (["train", "--resume", "--out", str(tmp_path / "empty")], "holds no sweep to resume"),
+             (["--bogus"], "unrecognized arguments: --bogus"), (["report"], "SWEEP_DIR")]
+    for argv, message in cases:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            escape_cli.main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+@pytest.mark.slow
+def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "experiments.escape", "report", str(tmp_path / "nowhere")],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
