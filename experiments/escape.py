@@ -46,6 +46,7 @@ def add_train_flags(p: cli.Parser) -> None:
                    help="CPU worker processes [default: one per usable core on a CPU, 0 (vmapped here) on "
                         "an accelerator]")
     p.add_argument("--chunk", type=int, default=None, help="members per compiled chunk [default: from memory]")
+    p.add_argument("--unroll", type=int, default=None, help="training steps per compiled loop iteration [default: 1]")
 
 
 def add_report_flags(p: cli.Parser, out_flag: str) -> None:
@@ -75,7 +76,7 @@ def sweep_argv(args) -> list[str]:
             "--batch-size", ",".join(map(str, args.batch_size)), "--init-std", ",".join(f"{s:g}" for s in args.init_std),
             "--seeds", str(args.seeds), "--epochs", str(args.epochs), "--out", args.out]
     for flag, value in (("--train-limit", args.train_limit), ("--workers", args.workers), ("--chunk", args.chunk),
-                        ("--data-dir", args.data_dir)):
+                        ("--unroll", args.unroll), ("--data-dir", args.data_dir)):
         if value is not None:
             argv += [flag, str(value)]
     return argv + ["--resume"] * args.resume + ["--overwrite"] * args.overwrite

@@ -121,6 +121,8 @@ class Config:
     eval_batch_size: int = _f(2000, "protocol", "rows per evaluation batch (no effect on the results)")
     precision: str = _f("highest", "protocol", "precision of the matrix products: highest (float32, reproducible) "
                         "or default (the platform's fast path: TF32 on GPUs, bfloat16 passes on TPUs)")
+    unroll: int = _f(1, "protocol", "training steps per loop iteration of the compiled epoch (lax.scan's "
+                     "unroll: fewer launches on a GPU, the same steps; benchmarks/step_overhead.py)")
     # staged training ("freeze"): compact table string, see vgjax.stages
     stages: str | None = _f(None, "protocol", "stage table for staged training: 'default', a compact string "
                             "or a .json file")
@@ -237,6 +239,7 @@ def _validate_rest(c: Config) -> None:
     _check_choice(c.stage_output, STAGE_OUTPUTS, "stage output policy", "stage_output")
     _check(c.eval_batch_size >= 1, "eval batch size must be >= 1", "eval_batch_size")
     _check_choice(c.precision, PRECISIONS, "precision", "precision")
+    _check(c.unroll >= 1, f"unroll must be >= 1, got {c.unroll}", "unroll")
     _check(c.checkpoint_every >= 0, "checkpoint interval must be >= 0", "checkpoint_every")
     _check_choice(c.monitor, METRICS, "monitored metric", "monitor")
     if c.early_stop is not None:

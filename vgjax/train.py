@@ -231,7 +231,7 @@ def make_engine(config: Config, model: MLP, tx: optax.GradientTransformation,
     return Engine(model=model, tx=tx, batch_size=config.batch_size,
                   eval_batch_size=config.eval_batch_size, l1=config.l1, l2=config.l2,
                   regularize_bias=config.regularize_bias, frozen_stats=tuple(frozen_stats),
-                  diagnostics=diagnostics, precision=config.precision)
+                  diagnostics=diagnostics, precision=config.precision, unroll=config.unroll)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
