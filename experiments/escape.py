@@ -23,8 +23,7 @@ from pathlib import Path
 
 from experiments import cli
 from experiments import sweep as sweep_cli
-from vgjax.escape import FULL_EPOCHS, FULL_GRID, FULL_SEEDS, write_escape_report
-from vgjax.sweep_report import load_sweep
+from vgjax.escape import FULL_EPOCHS, FULL_GRID, FULL_SEEDS, load_escape_sweep, write_escape_report
 
 STEPS = ("train", "report")
 DEPTHS, BATCHES, STDS = FULL_GRID["depth"], FULL_GRID["batch_size"], FULL_GRID["init_std"]
@@ -95,7 +94,7 @@ def report(args, sweep_dir: str) -> int:
     if args.theory_per_class < 2:
         cli.fail(f"--theory-per-class must be >= 2, got {args.theory_per_class}")
     try:
-        load_sweep(path)  # a sweep that cannot be reported fails before the data are read
+        load_escape_sweep(path)  # a sweep that cannot be reported fails before the data are read
     except (OSError, ValueError) as e:
         cli.fail(str(e))
     arrays = None if args.no_theory else cli.load_data(args.data_dir, "idx")

@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             results = train_programs(specs, arrays, epochs, store, workers, args, writer)
     except KeyboardInterrupt:
         if writer:
-            atomic_write_json(out / "summary.json", {"status": "interrupted"})
+            device = runtime.device_description(specs[0].config.precision)
+            atomic_write_json(out / "summary.json", {"status": "interrupted", "device": device})
             print(f"interrupted; finished chunks are kept: continue with --resume --out {out}", file=sys.stderr)
         return cli.EXIT_INTERRUPTED
     if writer:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -252,3 +253,22 @@ def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_an_interrupted_sweep_is_reported_from_its_finished_programs(tmp_path):
+    """The committed GPU sweep was interrupted in its last program: the report covers the nine
+    programs whose every member has an intact chunk and names the one that did not finish; a
+    damaged chunk makes its program unfinished too."""
+    from vgjax.escape import load_escape_sweep
+
+    src = Path(__file__).resolve().parents[1] / "docs" / "results" / "escape" / "sweep"
+    config, summary, members, history, missing = load_escape_sweep(src)
+    assert missing == ["depth=7 batch_size=512"]
+    assert len(summary["settings"]) == 27 and summary["members"] == 27 * 16 == len(members["seed"])
+    assert history["val_accuracy"].shape == (27 * 16, 300)
+    assert sorted(set(members["setting"].tolist())) == list(range(27))
+    dst = tmp_path / "sweep"
+    shutil.copytree(src, dst)
+    (dst / "chunks" / "0-0-48.npz").write_bytes(b"damaged")
+    _, summary, _, _, missing = load_escape_sweep(dst)
+    assert missing == ["depth=3 batch_size=128", "depth=7 batch_size=512"] and summary["members"] == 24 * 16

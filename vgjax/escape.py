@@ -22,10 +22,10 @@ from scipy import stats
 
 from vgjax import escape_figures, theory
 from vgjax.methods import get_config
-from vgjax.runlog import atomic_write_text, history_csv
+from vgjax.runlog import atomic_write_text, history_csv, read_json
 from vgjax.runtime import device_text
-from vgjax.sweep.stats import PLATEAU_ACCURACY, first_epoch
-from vgjax.sweep_files import read_metrics
+from vgjax.sweep.stats import PLATEAU_ACCURACY, first_epoch, summarize
+from vgjax.sweep_files import finished_part, read_metrics
 from vgjax.sweep_report import _command as sweep_command
 from vgjax.sweep_report import load_sweep
 from vgjax.sweep_settings import DISCRETE, value_text
@@ -287,7 +287,16 @@ def header(ctx: dict) -> list[str]:
             f"= {summary['members']} trained networks, {ctx['epochs']} epochs each, "
             f"{sw.get('train_limit') or 'all 60,000'} training images; validation = the 10,000 test images. "
             f"**Device**: {device_text(summary.get('device'))}"
-            + (f"; sweep wall time {wall / 60:.1f} min." if wall else ".") + budget, ""]
+            + (f"; sweep wall time {wall / 60:.1f} min." if wall else ".") + budget, ""] + missing_text(ctx)
+
+
+def missing_text(ctx: dict) -> list[str]:
+    missing = ctx.get("missing") or []
+    if not missing:
+        return []
+    return [f"**The sweep was interrupted**: this report covers the programs that finished (every member has "
+            f"an intact chunk in `chunks/`); not trained: {'; '.join(missing)}. The budget above counts the "
+            f"finished programs only.", ""]
 
 
 def definition_text(ctx: dict) -> list[str]:
@@ -413,6 +422,9 @@ def theory_markdown(ctx: dict) -> list[str]:
 
 def timing_markdown(summary: dict) -> list[str]:
     rows = member_epoch_seconds(summary)
+    if not rows:
+        return ["## Time per member-epoch", "", "Not recorded: an interrupted sweep keeps its members' metrics "
+                "(its chunks), not the programs' wall times.", ""]
     out = ["## Time per member-epoch", "",
            f"From the sweep's `summary.json` on {device_text(summary.get('device'))}: wall seconds per member-epoch "
            f"after the first chunk's first (compiling) epoch (with worker processes: the whole machine's "
@@ -443,14 +455,34 @@ def csv_rows(table: list[dict], predicted: list[dict] | None) -> list[dict]:
             for i, t in enumerate(table)]
 
 
+def load_escape_sweep(sweep_dir: Path) -> tuple[dict, dict, dict, dict, list[str]]:
+    """(config, summary, members, history, programs not finished) of a finished sweep, or of the
+    finished programs of an interrupted one (its chunks; the summary then computed from them)."""
+    try:
+        config, summary = load_sweep(sweep_dir)
+    except ValueError:
+        try:
+            config, summary = read_json(sweep_dir / "config.json"), read_json(sweep_dir / "summary.json")
+        except (OSError, ValueError):
+            raise ValueError(f"{sweep_dir}: neither a finished nor an interrupted sweep (config.json and "
+                             f"summary.json)") from None
+        if summary.get("status") != "interrupted" or "sweep" not in config:
+            raise
+        settings, members, history, missing = finished_part(sweep_dir, config)
+        summary = {**summary, "settings": summarize(settings, members, history), "members": len(members["seed"]),
+                   "epochs": int(config["sweep"]["epochs"]), "runs": []}
+        return config, summary, members, history, missing
+    members, history = read_metrics(sweep_dir)
+    return config, summary, members, history, []
+
+
 def write_escape_report(sweep_dir, out, arrays=None, per_class: int = 3, figures: bool = True,
                         command: str | None = None) -> Path:
     """report.md, escape.csv, curves.csv, escape_curves.png and escape_vs_chi.png in ``out`` from the
     finished sweep in ``sweep_dir``; ``arrays`` (the data, for the theory's sample) None: no theory.
     ValueError or FileNotFoundError naming the problem when the sweep cannot be read."""
     sweep_dir, out = Path(sweep_dir), Path(out)
-    config, summary = load_sweep(sweep_dir)
-    members, history = read_metrics(sweep_dir)
+    config, summary, members, history, missing = load_escape_sweep(sweep_dir)
     settings, val = summary["settings"], history["val_accuracy"]
     if sorted(set(members["setting"].tolist())) != list(range(len(settings))):
         raise ValueError(f"{sweep_dir}: metrics.csv and summary.json do not hold the same settings")
@@ -468,7 +500,7 @@ def write_escape_report(sweep_dir, out, arrays=None, per_class: int = 3, figures
     ctx = {"config": config, "summary": summary, "table": table, "predicted": predicted, "figures": figures,
            "comparison": None if predicted is None else theory_comparison(table, predicted),
            "robust": robustness(settings, members, val), "sweep_dir": sweep_dir, "epochs": val.shape[1],
-           "members": len(members["seed"]), "per_class": per_class,
+           "members": len(members["seed"]), "per_class": per_class, "missing": missing,
            "command": command or f"python -m experiments.escape report {sweep_dir} --out {out}"}
     atomic_write_text(out / "report.md", render(ctx) + "\n")
     return out / "report.md"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from vgjax import sweep
+from vgjax.config import Config
 from vgjax.figures import draw_curves
 from vgjax.runlog import atomic_write_json, atomic_write_text, history_csv
 from vgjax.stages import run_table
@@ -105,3 +106,38 @@ def read_metrics(path: Path) -> tuple[dict, dict]:
             history[m][i, e] = float(r[m])
     members = {"setting": np.array([k[0] for k in keys]), "seed": np.array([k[1] for k in keys])}
     return members, history
+
+
+# ----------------------------------------------------------------------------- an interrupted sweep
+
+def sweep_specs(config: dict) -> list:
+    """The SweepSpecs of a sweep directory's config.json, in program order."""
+    sw = config["sweep"]
+    return [sweep.SweepSpec(Config.from_dict(c), tuple(sw.get("init_std") or ()), tuple(sw.get("lr") or ()),
+                            tuple(sw.get("beta") or ()), tuple(sw["seeds"])) for c in config["configs"]]
+
+
+def finished_part(path: Path, config: dict) -> tuple[list[dict], dict, dict, list[str]]:
+    """What an interrupted sweep finished: the settings of its programs whose every member has an
+    intact chunk (renumbered from 0), their members and histories, and a label per program that
+    did not finish. ValueError when no program finished."""
+    store, epochs = sweep.ChunkStore(path), int(config["sweep"]["epochs"])
+    settings, members, history, missing = [], {"setting": [], "seed": []}, {m: [] for m in sweep.METRICS}, []
+    for pi, spec in enumerate(sweep_specs(config)):
+        own, c = spec.members(), spec.config
+        done, _ = store.load(pi, own, epochs)
+        covered = sorted(done)
+        if not covered or [a for a, _ in covered] != [0, *(b for _, b in covered[:-1])] \
+                or covered[-1][1] != len(own["seed"]):
+            missing.append(" ".join(f"{k}={v}" for k, v in discrete_values(c).items()
+                                    if len(config["sweep"].get(k) or ()) > 1) or c.method)
+            continue
+        members["setting"].append(own["setting"] + len(settings))
+        members["seed"].append(own["seed"])
+        settings += [{"method": c.method, **discrete_values(c), **s} for s in spec.settings()]
+        for m in sweep.METRICS:
+            history[m].append(np.concatenate([done[r][m] for r in covered]))
+    if not settings:
+        raise ValueError(f"{path}: no program of the interrupted sweep has finished")
+    return (settings, {k: np.concatenate(v) for k, v in members.items()},
+            {k: np.concatenate(v) for k, v in history.items()}, missing)
