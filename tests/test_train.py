@@ -113,3 +113,19 @@ def test_train_limit_keeps_the_first_rows():
     d = DeviceData.from_numpy(x, np.arange(50) % 10, x[:5], np.arange(5), train_limit=20)
     assert d.x_train.shape == (20, 784)
     np.testing.assert_array_equal(d.x_train, x[:20])
+
+
+def test_unrolling_the_epoch_changes_the_loop_not_the_steps():
+    """Config.unroll (lax.scan's unroll): the same steps in the same order, so on a CPU the same
+    parameters and metrics bit for bit, including an epoch whose steps are not a multiple of it."""
+    data = synthetic(n=200, n_test=40)  # 7 steps of 32, the last one partial
+    out = {}
+    for unroll in (1, 3):
+        cfg = Config(depth=3, width=16, batch_size=32, diagnostics=False, unroll=unroll)
+        model, tx = build_model(cfg), make_optimizer(cfg)
+        engine = make_engine(cfg, model, tx)
+        assert engine.unroll == unroll
+        state = create_train_state(model, tx, jax.random.PRNGKey(1))
+        state, metrics = jax.jit(engine.epoch)(state, data.x_train, data.y_train)
+        out[unroll] = jax.device_get((state.params, metrics["loss"], metrics["accuracy"]))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, out[1], out[3])
