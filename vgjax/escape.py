@@ -460,13 +460,12 @@ def load_escape_sweep(sweep_dir: Path) -> tuple[dict, dict, dict, dict, list[str
     finished programs of an interrupted one (its chunks; the summary then computed from them)."""
     try:
         config, summary = load_sweep(sweep_dir)
-    except ValueError:
+    except ValueError as e:
         try:
             config, summary = read_json(sweep_dir / "config.json"), read_json(sweep_dir / "summary.json")
         except (OSError, ValueError):
-            raise ValueError(f"{sweep_dir}: neither a finished nor an interrupted sweep (config.json and "
-                             f"summary.json)") from None
-        if summary.get("status") != "interrupted" or "sweep" not in config:
+            raise e from None
+        if not isinstance(summary, dict) or summary.get("status") != "interrupted" or "sweep" not in config:
             raise
         settings, members, history, missing = finished_part(sweep_dir, config)
         summary = {**summary, "settings": summarize(settings, members, history), "members": len(members["seed"]),
