@@ -15,7 +15,7 @@ from pathlib import Path
 
 from experiments import cli
 from experiments.sweep import choose_workers
-from vgjax import runtime, seed_suite, sweep
+from vgjax import runlock, runtime, seed_suite, sweep
 from vgjax.config import ConfigError
 from vgjax.methods import get_config
 from vgjax.runlog import atomic_write_json, read_json
@@ -101,23 +101,31 @@ def main(args, methods: list[str], overrides: dict[str, dict], passthrough: list
         cli.fail(str(e))
     out = Path(args.runs_dir) if args.runs_dir else DEFAULT_OUT
     rec = seed_suite.record(programs, configs, seeds)
-    prepare_out(out, rec, args.resume, args.overwrite)
+    holder = runlock.live_holder(out) if out.is_dir() else None
+    if holder:
+        cli.fail(f"{out} is in use by a live suite ({holder}); wait for it to end or stop it, or use another --out")
     workers = choose_workers(args.workers, args.threads)
     if workers == 0:
         runtime.pin_cpu_threads(args.threads)  # before the backend starts: this process trains
-    cli.sigterm_as_interrupt()
     arrays = cli.load_data(args.data_dir, args.data_source or "idx")
+    prepare_out(out, rec, args.resume, args.overwrite)  # every input checked: only now is anything removed
     try:
         out.mkdir(parents=True, exist_ok=True)
+        lock = runlock.RunLock(out).acquire()
+    except runlock.LockedError as e:
+        cli.fail(f"{out} is in use by a live suite ({e}); wait for it to end or stop it, or use another --out")
     except OSError as e:
-        cli.fail(f"cannot create the output directory {out}: {e.strerror}")
-    atomic_write_json(out / seed_suite.SUITE_FILE, rec)
+        cli.fail(f"cannot create or lock the output directory {out}: {e.strerror}")
+    cli.sigterm_as_interrupt()
     try:
+        atomic_write_json(out / seed_suite.SUITE_FILE, rec)
         train_all(programs, out, arrays, workers, args)
     except KeyboardInterrupt:
         print(f"interrupted; finished programs and chunks are kept: continue with --resume --out {out}",
               file=sys.stderr)
         return cli.EXIT_INTERRUPTED
+    finally:
+        lock.release()
     mode = f"{workers} worker processes" if workers else "vmapped in one process"
     info = {"command": "python -m experiments.suite " + " ".join(argv), "seeds": args.seeds, "mode": mode,
             "train_images": configs[methods[0]].train_limit or 60000,

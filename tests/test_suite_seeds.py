@@ -181,3 +181,26 @@ def test_vmapped_members_keep_their_single_runs_loss_sums_bit_for_bit(fashion_mn
         for seed in (0, 1, 2):
             for m in METRICS:
                 assert (res.history[m][seed] == single[seed][m]).all(), (chunk, seed, m, res.history[m][seed])
+
+
+def test_a_live_suite_locks_its_directory(tmp_path, capsys):
+    """Another live process holding the directory's lock: a second suite there is one line, exit
+    2, before it reads the data or removes anything (even with --overwrite)."""
+    out = tmp_path / "suite"
+    out.mkdir()
+    (out / "keep").write_text("a file of the live suite")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vgjax.runlock import RunLock; "
+                               f"RunLock({str(out)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit) as e:
+            suite.main(["--seeds", "2", "--methods", "relu", *TINY, "--out", str(out), "--overwrite",
+                        "--data-dir", str(tmp_path / "no-data")])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert "in use by a live suite" in err and len(err.splitlines()) == 1
+        assert (out / "keep").exists()
+    finally:
+        holder.kill()
+        holder.wait()
