@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vgjax import seed_suite  # noqa: E402
+from vgjax import seed_suite, sweep  # noqa: E402
 from vgjax.runlog import atomic_write_text, read_json  # noqa: E402
 from vgjax.runtime import device_text  # noqa: E402
 
@@ -32,7 +32,7 @@ def program_times(out: Path, record: dict, protocol: int) -> list[dict]:
     for p in programs:
         path, row = out / p["name"], {"name": p["name"], "members": p["members"], "epochs": p["epochs"]}
         row["batch_size"] = record["configs"][p["methods"][0]]["batch_size"]
-        if seed_suite.is_finished(path):
+        if sweep.is_finished(path):
             s = read_json(path / "summary.json")
             run = s["runs"][0]
             row.update(measured=True, device=s.get("device"), first_s=run["first_epoch_s"],
@@ -54,7 +54,7 @@ def report_text(out: Path, protocol: int) -> str:
     record = read_json(out / seed_suite.SUITE_FILE)
     rows = program_times(out, record, protocol)
     finished = [seed_suite.Program(p["name"], tuple(p["methods"]), None) for p in record["programs"]
-                if seed_suite.is_finished(out / p["name"])]
+                if sweep.is_finished(out / p["name"])]
     device = next((r["device"] for r in rows if r.get("device")), None)
     measured = sum(r["protocol_s"] for r in rows if r["measured"])
     predicted = sum(r["protocol_s"] or 0 for r in rows)
@@ -76,14 +76,7 @@ def report_text(out: Path, protocol: int) -> str:
               + (f"; not predicted, no finished program of their batch size: {', '.join(unknown)}" if unknown else "")
               + ").", ""]
     if finished:
-        rows_m = seed_suite.method_rows(out, finished)
-        lines += ["## The finished programs' methods", "",
-                  "| method | final val acc | per-seed range | best val acc | left plateau (> 0.2) |",
-                  "|---|---|---|---|---|"]
-        for m in rows_m:
-            lines.append(f"| {m['method']} | {seed_suite._cell(m['final_val_accuracy'])} | "
-                         f"{seed_suite._spread(m['final_val_accuracy'])} | {seed_suite._cell(m['best_val_accuracy'])} "
-                         f"| {seed_suite._left(m)} |")
+        lines += ["## The finished programs' methods", "", *seed_suite.method_table(seed_suite.method_rows(out, finished))]
     return "\n".join(lines) + "\n"
 
 

@@ -76,16 +76,16 @@ def prepare_out(out: Path, rec: dict, resume: bool, overwrite: bool) -> None:
 
 
 def train_all(programs, out: Path, arrays, workers: int, args) -> None:
-    todo = [p for p in programs if not seed_suite.is_finished(out / p.name)]
+    todo = [p for p in programs if not sweep.is_finished(out / p.name)]
     for p in set(programs) - set(todo):
         sweep.ChunkStore(out / p.name).remove()  # left when a kill came between its summary and their removal
-    progress = sweep.SweepProgress(max(sum(seed_suite.remaining_cost(out, p) for p in todo), 1))
     warn = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    done = [seed_suite.finished_chunks(out, p, warn) for p in todo]
+    progress = sweep.SweepProgress(max(sum(seed_suite.remaining_cost(p, d) for p, d in zip(todo, done)), 1))
     try:
-        for i, p in enumerate(todo):
-            progress.start_group(f"[{i + 1}/{len(todo)}] {p.name}", p.cost // (p.members * p.epochs))
-            seed_suite.train_program(p, out, arrays, workers=workers, threads=args.threads, progress=progress,
-                                     warn=warn)
+        for i, (p, d) in enumerate(zip(todo, done)):
+            progress.start_group(f"[{i + 1}/{len(todo)}] {p.name}", p.steps)
+            seed_suite.train_program(p, out, arrays, d, workers=workers, threads=args.threads, progress=progress)
     finally:
         progress.close()
 

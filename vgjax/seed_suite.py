@@ -27,6 +27,7 @@ from vgjax.config import Config
 from vgjax.runlog import atomic_write_json, atomic_write_text, read_json
 from vgjax.sweep.groups import group_methods, group_name, grouped_spec
 from vgjax.sweep_files import flatten, run_records, write_csv, write_outputs
+from vgjax.sweep_report import mean_std
 
 SUITE_FILE = "seeds_suite.json"
 
@@ -46,10 +47,14 @@ class Program:
         return len(self.spec.settings()) * len(self.spec.seeds)
 
     @property
+    def steps(self) -> int:
+        """Training steps per epoch."""
+        return -(-(self.spec.config.train_limit or 60000) // self.spec.config.batch_size)
+
+    @property
     def cost(self) -> int:
         """Member-steps: members × epochs × steps per epoch (the progress bar's unit)."""
-        n = self.spec.config.train_limit or 60000
-        return self.members * self.epochs * -(-n // self.spec.config.batch_size)
+        return self.members * self.epochs * self.steps
 
 
 def plan_programs(configs: dict[str, Config], seeds: Sequence[int], group: bool = True) -> list[Program]:
@@ -71,32 +76,27 @@ def record(programs: list[Program], configs: dict[str, Config], seeds: Sequence[
             "configs": {m: c.to_dict() for m, c in configs.items()}}
 
 
-def is_finished(path: Path) -> bool:
-    try:
-        return read_json(path / "summary.json").get("status") == "finished"
-    except (OSError, ValueError, AttributeError):
-        return False
+def finished_chunks(out: Path, program: Program, warn=print) -> dict:
+    """The program's intact chunks kept in ``out/<name>/chunks`` (a damaged one is named to ``warn``)."""
+    done, damaged = sweep.ChunkStore(out / program.name).load(0, program.spec.members(), program.epochs)
+    for name in damaged:
+        warn(f"chunk {program.name}/{name} is damaged; it is trained again")
+    return done
 
 
-def remaining_cost(out: Path, program: Program) -> int:
-    """The program's cost less that of its finished chunks (0 once its directory is written)."""
-    if is_finished(out / program.name):
-        return 0
-    done, _ = sweep.ChunkStore(out / program.name).load(0, program.spec.members(), program.epochs)
+def remaining_cost(program: Program, done: dict) -> int:
+    """The program's cost less that of its finished chunks ``done``."""
     return program.cost * (program.members - sum(b - a for a, b in done)) // program.members
 
 
-def train_program(program: Program, out: Path, arrays: Any, *, workers: int, threads: int = 1,
-                  chunk: int | None = None, progress: Any = None, warn=print) -> list[dict]:
-    """Train one program (its finished chunks in ``out/<name>/chunks`` reused) and write its sweep
-    directory; returns its per-setting summary."""
+def train_program(program: Program, out: Path, arrays: Any, done: dict, *, workers: int, threads: int = 1,
+                  chunk: int | None = None, progress: Any = None) -> list[dict]:
+    """Train one program (its finished chunks ``done`` reused, new ones kept in
+    ``out/<name>/chunks``) and write its sweep directory; returns its per-setting summary."""
     path = out / program.name
     path.mkdir(parents=True, exist_ok=True)
     store = sweep.ChunkStore(path)
     members = program.spec.members()
-    done, damaged = store.load(0, members, program.epochs)
-    for name in damaged:
-        warn(f"chunk {program.name}/{name} is damaged; it is trained again")
     if not (path / "config.json").exists():
         atomic_write_json(path / "config.json", {"sweep": {"methods": list(program.methods), "seeds":
                                                            list(program.spec.seeds), "epochs": program.epochs},
@@ -125,10 +125,6 @@ def method_rows(out: Path, programs: list[Program]) -> list[dict]:
     return [by_method[m] for p in programs for m in p.methods]
 
 
-def _cell(d: dict, digits: int = 3) -> str:
-    return "–" if d["mean"] is None else f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f}"
-
-
 def _spread(d: dict, digits: int = 3) -> str:
     return "–" if d["min"] is None else f"{d['min']:.{digits}f}–{d['max']:.{digits}f}"
 
@@ -137,6 +133,17 @@ def _left(row: dict) -> str:
     lp = row["left_plateau"]
     n = round(lp["fraction"] * row["seeds"])
     return f"{n}/{row['seeds']}" + ("" if lp["epoch_median"] is None else f" (median epoch {lp['epoch_median']:g})")
+
+
+def method_table(rows: list[dict]) -> list[str]:
+    """The markdown table of :func:`method_rows`: one row per method."""
+    lines = ["| method | program | final val acc | per-seed range | best val acc | left plateau (> 0.2) "
+             "| diverged |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['program']} | {mean_std(r['final_val_accuracy'])} | "
+                     f"{_spread(r['final_val_accuracy'])} | {mean_std(r['best_val_accuracy'])} | {_left(r)} | "
+                     f"{r['diverged']['count']}/{r['seeds']} |")
+    return lines
 
 
 def report_text(rows: list[dict], info: dict) -> str:
@@ -150,12 +157,7 @@ def report_text(rows: list[dict], info: dict) -> str:
              f"- device: {runtime.device_text(info['device'])}; {info['mode']}",
              f"- programs: {len(walls)} for {len(rows)} methods; training time {sum(walls.values()):.0f} s "
              "(the programs' wall times added)", "",
-             "| method | program | final val acc | per-seed range | best val acc | left plateau (> 0.2) "
-             "| diverged |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['method']} | {r['program']} | {_cell(r['final_val_accuracy'])} | "
-                     f"{_spread(r['final_val_accuracy'])} | {_cell(r['best_val_accuracy'])} | {_left(r)} | "
-                     f"{r['diverged']['count']}/{r['seeds']} |")
+             *method_table(rows)]
     lines += ["", "Mean ± sample std (ddof 1) over the seeds; the range is the lowest and highest seed. "
               "Left plateau: seeds whose val accuracy exceeded 0.2 (chance 0.1) at some epoch, and the median "
               "of those first epochs. A program of several methods trains them vmapped together; each "

@@ -107,6 +107,14 @@ def out_dir_problem(path: Path, overwrite: bool) -> str | None:
     return None
 
 
+def is_finished(path: Path) -> bool:
+    """Whether ``path`` holds a finished sweep (its summary.json, written last, says so)."""
+    try:
+        return read_json(path / "summary.json").get("status") == "finished"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def resume_problem(path: Path, record: dict) -> str | None:
     """Why the sweep in ``path`` cannot be resumed with the settings ``record`` (the config.json
     these flags write), or None when it can."""
@@ -118,11 +126,7 @@ def resume_problem(path: Path, record: dict) -> str | None:
         return f"cannot resume {path}: its {CONFIG_FILE} cannot be read ({e})"
     given = json.loads(json.dumps(record))
     if saved == given:
-        try:
-            finished = read_json(path / "summary.json").get("status") == "finished"
-        except (OSError, ValueError, AttributeError):
-            finished = False
-        return f"{path} holds a finished sweep; there is nothing to resume" if finished else None
+        return f"{path} holds a finished sweep; there is nothing to resume" if is_finished(path) else None
     differ = sorted({f"sweep.{k}" for k in {*saved.get("sweep", {}), *given["sweep"]}
                      if saved.get("sweep", {}).get(k) != given["sweep"].get(k)}
                     | {f"config.{k}" for old, new in zip(saved.get("configs", []), given["configs"])
