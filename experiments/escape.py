@@ -7,7 +7,8 @@ chance plateau, over depth x batch size x init std with many seeds. Two steps, e
           init stds given, seeds 0 .. N-1) into --out (default runs/escape); --resume continues an
           interrupted one (its finished chunks are kept).
   report  reads that sweep's metrics.csv and summary.json and writes report.md, escape.csv,
-          curves.csv, escape_curves.png and escape_vs_chi.png to --out (default docs/results/escape).
+          curves.csv, escape_curves.png and escape_vs_chi.png to --out (default SWEEP_DIR/report);
+          it replaces only a report it wrote there itself (vgjax.owned), never anyone's files.
 
 Without a step, train and then report (the report step's --out is --report-out). The defaults
 are the full grid of the study: depth 3..7, batch 32,128,512, init std 0.05,0.1,0.2, 16 seeds,
@@ -23,12 +24,15 @@ from pathlib import Path
 
 from experiments import cli
 from experiments import sweep as sweep_cli
+from vgjax import owned
 from vgjax.escape import FULL_EPOCHS, FULL_GRID, FULL_SEEDS, load_escape_sweep, write_escape_report
 
 STEPS = ("train", "report")
 DEPTHS, BATCHES, STDS = FULL_GRID["depth"], FULL_GRID["batch_size"], FULL_GRID["init_std"]
 SEEDS, EPOCHS, METHOD = FULL_SEEDS, FULL_EPOCHS, "baseline_7"
-TRAIN_OUT, REPORT_OUT = "runs/escape", "docs/results/escape"
+TRAIN_OUT = "runs/escape"
+REPORT_DIR = "report"  # the report's default directory, inside the sweep's
+REPORT_ENTRIES = ("report.md", "escape.csv", "curves.csv", "escape_curves.png", "escape_vs_chi.png")
 
 
 def add_train_flags(p: cli.Parser) -> None:
@@ -49,7 +53,8 @@ def add_train_flags(p: cli.Parser) -> None:
 
 
 def add_report_flags(p: cli.Parser, out_flag: str) -> None:
-    p.add_argument(out_flag, dest="report_out", default=REPORT_OUT, help="directory for the report and figures")
+    p.add_argument(out_flag, dest="report_out", default=None,
+                   help=f"directory for the report and figures [default: SWEEP_DIR/{REPORT_DIR}]")
     p.add_argument("--no-theory", action="store_true", help="skip the mean-field prediction (needs no data)")
     p.add_argument("--theory-per-class", type=int, default=3,
                    help="training examples per class in the theory's data sample")
@@ -91,6 +96,12 @@ def report(args, sweep_dir: str) -> int:
     path = Path(sweep_dir)
     if not path.is_dir():
         cli.fail(f"{path}: no such directory (give the sweep directory of the train step)")
+    if args.report_out is not None and not args.report_out.strip():
+        cli.fail("--out is empty: give a directory for the report")
+    args.report_out = args.report_out or str(path / REPORT_DIR)
+    problem = owned.write_problem(args.report_out, "report", REPORT_ENTRIES, "experiments.escape report")
+    if problem:  # checked before the data are read and before anything is written
+        cli.fail(problem)
     if args.theory_per_class < 2:
         cli.fail(f"--theory-per-class must be >= 2, got {args.theory_per_class}")
     try:
@@ -102,6 +113,7 @@ def report(args, sweep_dir: str) -> int:
                        + ["--no-theory"] * args.no_theory + ["--no-figures"] * args.no_figures
                        + ([f"--theory-per-class {args.theory_per_class}"] if args.theory_per_class != 3 else []))
     try:
+        owned.claim(args.report_out, "report", REPORT_ENTRIES)
         written = write_escape_report(path, args.report_out, arrays, args.theory_per_class,
                                       figures=not args.no_figures, command=command)
     except (FileNotFoundError, ValueError) as e:

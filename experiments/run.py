@@ -2,7 +2,8 @@
 
 Trains one method of the study into ``runs/<method>-seed<seed>/`` (or ``--out DIR``). Exit status:
 0 done (finished or stopped early on purpose), 1 an internal error (its traceback is saved in the
-run's ``error.log``), 2 usage, data or run-directory error, 3 the run diverged (NaN/Inf loss), 130
+run's ``error.log``), 2 usage, data or run-directory error, 3 the run diverged (its loss NaN/Inf or above
+100 × ln 10: vgjax.train.DIVERGED_LOSS), 130
 interrupted (resume with ``--resume``).
 
 Every flag and input is checked before anything is written or deleted; the run directory is
@@ -21,6 +22,7 @@ from experiments.run_args import check_init_from, config_from_args
 from experiments.run_dir import inspect_run_dir, prepare_run_dir
 from vgjax import callbacks, runlock, runner, runtime, stages
 from vgjax.methods import METHODS
+from vgjax.train import DIVERGED_LOSS
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.run", description=__doc__.split("\n\n")[1])
@@ -144,8 +146,10 @@ def train(config, run_dir, arrays, resume: bool = False) -> int:
     progress.close()
     s = result.summary
     if result.status == "diverged":
-        print(f"error: {config.method} diverged at epoch {s['diverged_epoch']} (loss NaN/Inf); "
-              f"see {run_dir.summary_path}", file=sys.stderr)
+        last = run_dir.history()[-1] if run_dir.history() else {}
+        loss = ", ".join(f"{k} {last[k]:.4g}" for k in ("loss", "val_loss") if isinstance(last.get(k), float))
+        print(f"error: {config.method} diverged at epoch {s['diverged_epoch']} ({loss or 'loss NaN/Inf'}: NaN/Inf "
+              f"or above {DIVERGED_LOSS:.0f}, e.g. a too large --lr); see {run_dir.summary_path}", file=sys.stderr)
         return cli.EXIT_DIVERGED
     final = s["final"]
     print(f"{config.method}: {result.status} after {s['epochs_run']} epochs — "

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 from experiments import cli
-from vgjax import runlock
+from vgjax import owned, runlock
 from vgjax.config import Config
-from vgjax.runlog import MARKER_NAME, RunDir, read_json
+from vgjax.runlog import MARKER_NAME, RUN_ENTRIES, RunDir, read_json
 from vgjax.stages import run_table
 
 
@@ -31,8 +31,11 @@ def inspect_run_dir(path: Path, config, resume: bool, overwrite: bool) -> str:
             cli.fail(f"--resume: {path} holds no run to resume ({why}); run without --resume to start one")
         return "new"
     if not rd.is_vgjax_run():
-        cli.fail(f"{path} holds {', '.join(present)} but is not a vgjax run (no {MARKER_NAME} marker, no vgjax "
-                 f"config.json): nothing there is replaced; choose another --out")
+        cli.fail(f"{path} holds {', '.join(present)} but is not a vgjax run (no {MARKER_NAME} marker or "
+                 f"{owned.MANIFEST} says a run wrote them): nothing there is replaced; choose another --out")
+    problem = owned.write_problem(path, "run", RUN_ENTRIES, "experiments.run")
+    if problem:  # a run's directory with someone else's files where the run writes (e.g. error.log)
+        cli.fail(problem)
     status = rd.status()
     if status == "diverged":
         if resume:

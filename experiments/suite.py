@@ -34,12 +34,12 @@ from pathlib import Path
 
 from experiments import cli, suite_seeds
 from vgjax import jobs as jobs_lib
-from vgjax import callbacks, stages
+from vgjax import callbacks, owned, stages
 from vgjax.config import Config
 from vgjax.jobs import Job
 from vgjax.methods import METHODS, get_config, method_names
 from vgjax.report import write_report
-from vgjax.runlog import atomic_write_json
+from vgjax.runlog import RunDir, atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_EPOCHS = 300  # the seed protocol's epochs (and the staged schedule's last stage)
@@ -48,6 +48,11 @@ COMPLETED_EXIT_CODES = (0, cli.EXIT_DIVERGED, cli.EXIT_INTERRUPTED)
 
 # experiments.run flags besides the Config fields' (cli.add_config_flags), passed only when given
 COMMON = {"data_dir": str, "data_source": str}
+# settings of staged training: given to the suite, they reach its staged methods only (a method
+# without stages refuses them)
+STAGE_ONLY = ("epochs_scale", "stage_output")
+# what the suite itself writes in its directory, beside the run directories (vgjax.owned)
+SUITE_ENTRIES = {jobs_lib.SUITE_FILE: "suite", jobs_lib.LOGS_DIR: "suite", "report.md": "report", "figures": "report"}
 
 
 def build_parser() -> cli.Parser:
@@ -91,8 +96,11 @@ def run_overrides(method: str, args) -> dict:
     reaches a staged method as ``--epochs-scale E/300`` (unless ``--epochs-scale`` is given)."""
     out = {}
     given = {**cli.config_overrides(args), **{k: getattr(args, k) for k in COMMON if getattr(args, k) is not None}}
+    staged = is_staged(method) or "stages" in given
     for dest, value in given.items():
-        if dest == "epochs" and is_staged(method):
+        if dest in STAGE_ONLY and not staged:
+            continue
+        if dest == "epochs" and staged:
             if args.epochs_scale is None:
                 out["epochs_scale"] = value / PROTOCOL_EPOCHS
             continue
@@ -131,6 +139,9 @@ def plan(args, methods: list[str], passthrough: list[str], runs_dir: Path,
     jobs, clashes = [], []
     for m in methods:
         out = runs_dir / m
+        if out.exists() and (not out.is_dir() or (RunDir(out).run_files() and not RunDir(out).is_vgjax_run())):
+            cli.fail(f"{out} is not a vgjax run directory (no {owned.MANIFEST} says experiments.run wrote it): "
+                     f"nothing there is replaced; choose another --out")
         action = jobs_lib.action_for(out, resume=args.resume, overwrite=args.overwrite)
         if action is None:
             clashes.append(m)
@@ -144,6 +155,27 @@ def plan(args, methods: list[str], passthrough: list[str], runs_dir: Path,
         cli.fail(f"{runs_dir} already holds runs of {', '.join(clashes)}; use --resume to skip complete ones "
                  f"and continue the others, or --overwrite to start over")
     return jobs
+
+
+def check_runs(jobs: list[Job]) -> None:
+    """Every job's experiments.run flags checked as the run will check them (exit 2, one line
+    naming the method), so that no run fails on its flags after others have worked for minutes."""
+    import contextlib
+    import io
+
+    from experiments import run as run_cli
+    from experiments.run_args import config_from_args
+    for job in jobs:
+        argv = job.command[job.command.index("experiments.run") + 1:]
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):
+                config_from_args(run_cli.build_parser().parse_args(argv))
+        except SystemExit:
+            lines = [line for line in said.getvalue().splitlines() if line.strip()]
+            why = lines[-1].removeprefix("error: ") if lines else "its flags are refused"
+            why = why.split(": error: ", 1)[-1]  # an argparse message: "usage ...: error: ..."
+            cli.fail(f"{job.method}: {why} (the suite's flags reach every method; see --help)")
 
 
 def selected_methods(args) -> list[str]:
@@ -209,11 +241,19 @@ def main(argv: list[str] | None = None) -> int:
     extra = cli.parse_method_args(args.method_args, methods)
     workers, in_process = jobs_lib.plan_workers(args.workers, args.sequential)  # a GPU/TPU: here, one by one
     runs_dir = Path(args.runs_dir or "runs").resolve()
-    try:
-        (runs_dir / jobs_lib.LOGS_DIR).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        cli.fail(f"cannot write the runs directory {args.runs_dir}: {e.strerror}")
+    for kind in ("suite", "report"):
+        problem = owned.write_problem(runs_dir, kind, [n for n, k in SUITE_ENTRIES.items() if k == kind],
+                                      "experiments.suite")
+        if problem:
+            cli.fail(problem)
     jobs = plan(args, methods, passthrough, runs_dir, extra)
+    check_runs(jobs)  # every method's flags, before the first run starts
+    try:
+        for kind in ("suite", "report"):
+            owned.claim(runs_dir, kind, [n for n, k in SUITE_ENTRIES.items() if k == kind])
+        (runs_dir / jobs_lib.LOGS_DIR).mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as e:
+        cli.fail(f"cannot write the runs directory {args.runs_dir or 'runs'}: {getattr(e, 'strerror', None) or e}")
     if not args.in_order:
         order_jobs(jobs, args)
     jobs_lib.fill_skipped(jobs, runs_dir)

@@ -9,14 +9,14 @@ vmaps them. Writes ``<out>/seeds_suite.json``, one sweep directory per program, 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 from experiments import cli
 from experiments.sweep import choose_workers
-from vgjax import runlock, runtime, seed_suite, sweep
+from vgjax import owned, runlock, runtime, seed_suite, sweep
 from vgjax.config import ConfigError
+from vgjax.config import fields as config_fields
 from vgjax.methods import get_config
 from vgjax.runlog import atomic_write_json, read_json
 
@@ -37,6 +37,13 @@ def check_args(args, passthrough: list[str]) -> None:
         cli.fail("--resume and --overwrite exclude each other")
     if args.workers is not None and args.workers < 0:
         cli.fail("--workers must be >= 0")
+    # the programs are sweeps: they keep no checkpoints, stop no member early and write no
+    # TensorBoard scalars, so such a flag would be ignored silently
+    given = [cli.config_flag(f.name) for f in config_fields("bookkeeping")
+             if f.name != "diagnostics" and getattr(args, f.name, None) is not None]
+    if given:
+        cli.fail(f"{given[0]} applies to the one-run-per-method suite, not to --seeds (its programs keep no "
+                 f"checkpoints, stop no seed early and write no TensorBoard scalars)")
 
 
 def build_configs(methods: list[str], overrides: dict[str, dict]) -> dict:
@@ -49,14 +56,25 @@ def build_configs(methods: list[str], overrides: dict[str, dict]) -> dict:
     return configs
 
 
-def prepare_out(out: Path, rec: dict, resume: bool, overwrite: bool) -> None:
-    """Fail before any work when ``out`` cannot be used as asked; with --overwrite, remove what
-    an earlier suite there wrote (only that)."""
+SUITE_ENTRIES = (seed_suite.SUITE_FILE, "summary.csv", "report.md")  # besides its program directories
+
+
+def prepare_out(out: Path, rec: dict, resume: bool, overwrite: bool, remove: bool = True) -> None:
+    """Fail before any work when ``out`` cannot be used as asked; with --overwrite (and
+    ``remove``), remove what an earlier suite there wrote (only the entries its manifest lists:
+    vgjax.owned)."""
     path = out / seed_suite.SUITE_FILE
+    names = [*SUITE_ENTRIES, *(p["name"] for p in rec["programs"])]
     if not path.exists():
         if resume:
             cli.fail(f"{out} holds no multi-seed suite to resume (no {seed_suite.SUITE_FILE}); start it without --resume")
+        problem = owned.write_problem(out, "seeds-suite", names, "experiments.suite --seeds")
+        if problem:
+            cli.fail(problem)
         return
+    if owned.owners(out).get(seed_suite.SUITE_FILE) != "seeds-suite":
+        cli.fail(f"{path} was not written by experiments.suite --seeds (no {owned.MANIFEST} lists it): nothing "
+                 f"there is replaced; choose another --out")
     try:
         saved = read_json(path)
     except (OSError, ValueError) as e:
@@ -66,13 +84,21 @@ def prepare_out(out: Path, rec: dict, resume: bool, overwrite: bool) -> None:
             differ = [k for k in rec if saved.get(k) != json.loads(json.dumps(rec[k]))]
             cli.fail(f"{out} holds a multi-seed suite of other settings (differs in {', '.join(differ)}); "
                      f"give the flags it was started with, or --overwrite to replace it")
+        problem = owned.write_problem(out, "seeds-suite", names, "experiments.suite --seeds")
+        if problem:
+            cli.fail(problem)
         return
     if not overwrite:
         cli.fail(f"{out} already holds a multi-seed suite; use --resume to continue it or --overwrite to replace it")
-    for p in saved.get("programs", []):
-        shutil.rmtree(out / str(p.get("name")), ignore_errors=True)
-    for name in (seed_suite.SUITE_FILE, "summary.csv", "report.md"):
-        (out / name).unlink(missing_ok=True)
+    problem = owned.write_problem(out, "seeds-suite", names, "experiments.suite --seeds")
+    if problem:
+        cli.fail(problem)
+    if not remove:
+        return
+    try:
+        owned.remove(out, "seeds-suite")  # its files and program directories, nothing else
+    except OSError as e:
+        cli.fail(f"cannot remove the earlier suite's files in {out}: {e.strerror}")
 
 
 def train_all(programs, out: Path, arrays, workers: int, args) -> None:
@@ -107,8 +133,8 @@ def main(args, methods: list[str], overrides: dict[str, dict], passthrough: list
     workers = choose_workers(args.workers, args.threads)
     if workers == 0:
         runtime.pin_cpu_threads(args.threads)  # before the backend starts: this process trains
+    prepare_out(out, rec, args.resume, args.overwrite, remove=False)  # before the data are read
     arrays = cli.load_data(args.data_dir, args.data_source or "idx")
-    prepare_out(out, rec, args.resume, args.overwrite)  # every input checked: only now is anything removed
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock = runlock.RunLock(out).acquire()
@@ -118,17 +144,23 @@ def main(args, methods: list[str], overrides: dict[str, dict], passthrough: list
         cli.fail(f"cannot create or lock the output directory {out}: {e.strerror}")
     cli.sigterm_as_interrupt()
     try:
+        prepare_out(out, rec, args.resume, args.overwrite)  # again, now that it is ours: only now is anything removed
+        owned.claim(out, "seeds-suite", [*SUITE_ENTRIES, *(p.name for p in programs)])
         atomic_write_json(out / seed_suite.SUITE_FILE, rec)
         train_all(programs, out, arrays, workers, args)
+        report = seed_suite.write_suite_report(out, programs, _info(args, argv, workers, configs, methods))
     except KeyboardInterrupt:
         print(f"interrupted; finished programs and chunks are kept: continue with --resume --out {out}",
               file=sys.stderr)
         return cli.EXIT_INTERRUPTED
     finally:
         lock.release()
+    print(f"report: {report}")
+    return 0
+
+
+def _info(args, argv: list[str], workers: int, configs: dict, methods: list[str]) -> dict:
     mode = f"{workers} worker processes" if workers else "vmapped in one process"
-    info = {"command": "python -m experiments.suite " + " ".join(argv), "seeds": args.seeds, "mode": mode,
+    return {"command": "python -m experiments.suite " + " ".join(argv), "seeds": args.seeds, "mode": mode,
             "train_images": configs[methods[0]].train_limit or 60000,
             "device": runtime.device_description(configs[methods[0]].precision)}
-    print(f"report: {seed_suite.write_suite_report(out, programs, info)}")
-    return 0

@@ -226,6 +226,19 @@ def main(argv: list[str] | None = None) -> int:
     writer = sweep_hosts.join(args, record) if several else True
     sweep_hosts.settle(sweep.sweep_dir_problem(out, record, args.resume, args.overwrite) if writer else None, several)
     arrays = sweep_hosts.load_data(args) if several else cli.load_data(args.data_dir, "idx")
+    lock, problem = sweep.lock_dir(out) if writer else (None, None)  # process 0 holds a multi-process sweep's
+    try:
+        if writer and problem is None:  # again, now that the directory is ours
+            problem = sweep.sweep_dir_problem(out, record, args.resume, args.overwrite)
+        sweep_hosts.settle(problem, several)
+        return _sweep(out, args, record, specs, epochs, arrays, several, writer)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _sweep(out: Path, args, record: dict, specs: list, epochs: int, arrays, several: bool, writer: bool) -> int:
+    """Train the sweep into its checked and locked directory; the exit status."""
     store, workers = open_store(out, args, record, specs, epochs, several, writer)
     t0 = time.perf_counter()
     try:
@@ -241,7 +254,6 @@ def main(argv: list[str] | None = None) -> int:
         finish(out, results, epochs, time.perf_counter() - t0, workers, sweep_hosts.count(several), args)
     store.remove()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -223,11 +223,22 @@ def _validate_model(c: Config) -> None:
     _check_choice(c.norm, NORMS, "norm", "norm")
     validate_skips(c.skips, c.depth)
     _check(0.0 <= c.dropout < 1.0, f"dropout rate must be in [0, 1), got {c.dropout}", "dropout")
+    _check(c.beta > 0, f"beta must be > 0, got {c.beta}", "beta")
+    _check(c.norm_eps > 0, f"the standardize epsilon must be > 0, got {c.norm_eps}", "norm_eps")
+    _check(0.0 <= c.bn_momentum <= 1.0, f"BatchNorm momentum must be in [0, 1], got {c.bn_momentum}", "bn_momentum")
+    _check(c.bn_eps > 0, f"BatchNorm epsilon must be > 0, got {c.bn_eps}", "bn_eps")
 
 
 def _validate_rest(c: Config) -> None:
     check_name("optimizer", c.optimizer, "optimizer")
     _check(c.lr > 0, f"learning rate must be > 0, got {c.lr}", "lr")
+    # decay rates in [0, 1): at 1 the moments never move (Adam's bias correction divides by 0)
+    for name, what in (("momentum", "momentum"), ("b1", "b1 (first-moment decay)"),
+                       ("b2", "b2 (second-moment decay)"), ("rho", "rho (RMSProp decay)")):
+        value = getattr(c, name)
+        _check(0.0 <= value < 1.0, f"{what} must be in [0, 1), got {value}", name)
+    _check(c.eps > 0, f"eps must be > 0, got {c.eps}", "eps")
+    _check(c.weight_decay >= 0, f"weight decay must be >= 0, got {c.weight_decay}", "weight_decay")
     _check(c.l1 >= 0 and c.l2 >= 0, "regularisation strengths must be >= 0", "l1" if c.l1 < 0 else "l2")
     _check(c.batch_size >= 1, f"batch size must be >= 1, got {c.batch_size}", "batch_size")
     _check(c.epochs >= 1, f"epochs must be >= 1, got {c.epochs}", "epochs")
@@ -246,6 +257,8 @@ def _validate_rest(c: Config) -> None:
         _check_choice(c.early_stop, METRICS, "early-stopping metric", "early_stop")
     _check_choice(c.mode, MODES, "mode", "mode")
     _check(c.patience >= 0, f"patience must be >= 0, got {c.patience}", "patience")
+    _check(c.min_delta >= 0, f"min delta must be >= 0 (a negative one counts a worse epoch as an improvement), "
+           f"got {c.min_delta}", "min_delta")
 
 
 def validate(c: Config) -> None:

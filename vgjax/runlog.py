@@ -10,8 +10,10 @@ kill -9) is dropped, so a torn line can only ever be the last one, and readers s
 line with a warning instead of dropping the rows after it. Everything is written as strict JSON:
 NaN and infinities (a diverged run) become ``null``, and read back as NaN in history rows.
 
-A directory written by a run holds the marker file ``.vgjax-run``: only such a directory (or one
-whose config.json is a vgjax config, from before the marker existed) is ever cleared or resumed.
+A directory written by a run holds the marker file ``.vgjax-run`` and the manifest of
+:mod:`vgjax.owned` listing the run's entries: only such a directory is ever cleared or resumed, and
+clearing it removes the listed entries only (a config.json that merely parses as a Config is not
+enough: it may be anyone's).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import math
 import tempfile
 import time
@@ -28,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from vgjax.config import Config
+from vgjax import owned
 
 
 def _umask() -> int:
@@ -72,6 +73,7 @@ ERROR_LOG_FILE = "error.log"  # the traceback of a run that failed (not among RU
 RUN_FILES = (CONFIG_FILE, HISTORY_FILE, HISTORY_CSV_FILE, SUMMARY_FILE)
 TENSORBOARD_DIR = "tensorboard"  # --tensorboard scalars
 RUN_FOLDERS = (CHECKPOINTS_DIR, BEST_DIR, HISTOGRAMS_DIR, FIGURES_DIR, TENSORBOARD_DIR)
+RUN_ENTRIES = (*RUN_FILES, ERROR_LOG_FILE, *RUN_FOLDERS)  # everything a run may write (vgjax.owned's manifest)
 DONE_STATUSES = ("finished", "diverged", "stopped")  # summary statuses of a run that has ended
 INT_COLUMNS = ("epoch", "stage", "stage_epoch")  # history counters: ints in history.jsonl and when read back
 
@@ -232,18 +234,12 @@ class RunDir:
         return self.config_path.exists()
 
     def is_vgjax_run(self) -> bool:
-        """Marked as a run (or, from before the marker, its config.json is a vgjax config)."""
-        if self.marker_path.is_file():
-            return True
-        try:
-            Config.from_dict(read_json(self.config_path))
-        except Exception:  # missing, unreadable or someone else's config.json
-            return False
-        return True
+        """Its config.json was written by a run (the manifest, or the marker of an older run, says so)."""
+        return owned.owners(self.path).get(CONFIG_FILE) == "run"
 
     def run_files(self) -> list[str]:
         """The names of the files and folders a run writes that exist here."""
-        return [n for n in (MARKER_NAME, *RUN_FILES, *RUN_FOLDERS) if (self.path / n).exists()]
+        return [n for n in (MARKER_NAME, *RUN_ENTRIES) if (self.path / n).exists()]
 
     def status(self) -> str | None:
         if not self.summary_path.exists():
@@ -258,11 +254,8 @@ class RunDir:
         return self.status() in DONE_STATUSES
 
     def clear(self) -> None:
-        """Remove what an earlier run left here (files and folders a run writes, nothing else)."""
-        for name in RUN_FILES:
-            (self.path / name).unlink(missing_ok=True)
-        for name in RUN_FOLDERS:
-            shutil.rmtree(self.path / name, ignore_errors=True)
+        """Remove what an earlier run left here: the entries the manifest lists as a run's, nothing else."""
+        owned.remove(self.path, "run")
 
     def mark(self) -> None:
         """Write the marker that says this directory is a vgjax run."""
@@ -270,7 +263,7 @@ class RunDir:
             atomic_write_json(self.marker_path, {"vgjax_run": 1, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
 
     def create(self, config: dict) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        owned.claim(self.path, "run", RUN_ENTRIES)
         self.mark()
         atomic_write_json(self.config_path, config)
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from vgjax import runtime, sweep
+from vgjax import owned, runtime, sweep
 from vgjax.config import Config
 from vgjax.runlog import atomic_write_json, atomic_write_text, read_json
 from vgjax.sweep.groups import group_methods, group_name, grouped_spec
@@ -94,7 +94,7 @@ def train_program(program: Program, out: Path, arrays: Any, done: dict, *, worke
     """Train one program (its finished chunks ``done`` reused, new ones kept in
     ``out/<name>/chunks``) and write its sweep directory; returns its per-setting summary."""
     path = out / program.name
-    path.mkdir(parents=True, exist_ok=True)
+    owned.claim(path, "sweep", sweep.store.sweep_entries())  # a sweep directory like experiments.sweep's
     store = sweep.ChunkStore(path)
     members = program.spec.members()
     if not (path / "config.json").exists():

@@ -158,7 +158,7 @@ class Engine:
         count = jnp.maximum(jnp.sum(w), 1.0)
         data_loss = pairwise_sum(w * cross_entropy(logits, y)) / count
         reg = kernel_penalty(params, self.l1, self.l2, self.regularize_bias)
-        correct = jnp.sum(w * (jnp.argmax(logits, -1) == y))
+        correct = jnp.sum(mask & (jnp.argmax(logits, -1) == y), dtype=jnp.int32)  # exact in any order
         return data_loss + reg, (data_loss, reg, correct, new_stats)
 
     def train_step(self, state: TrainState, x_u8, y, idx, mask, dropout_key):
@@ -171,7 +171,8 @@ class Engine:
         if self.frozen_stats:
             stats = {k: state.batch_stats[k] if k in self.frozen_stats else v for k, v in stats.items()}
         count = jnp.sum(mask.astype(jnp.float32))
-        out = {"loss_sum": data_loss * count, "reg_loss": reg, "correct": correct, "count": count,
+        out = {"loss_sum": data_loss * count, "reg_loss": reg, "correct": correct,
+               "count": jnp.sum(mask, dtype=jnp.int32), "weight": count,
                "grad_norm": kernel_grad_norms(grads)}
         return state.replace(params=params, opt_state=opt_state, batch_stats=stats), out
 
@@ -193,10 +194,12 @@ class Engine:
 
         new_state, out = jax.lax.scan(body, state, (jnp.arange(steps), idx, mask), unroll=self.unroll)
         new_state = new_state.replace(epoch=state.epoch + 1)
-        total = jnp.sum(out["count"])
+        total = jnp.sum(out["weight"])
+        correct, count = jnp.sum(out["correct"]), jnp.sum(out["count"])  # int32: exact in every layout
         metrics = {
             "loss": pairwise_sum(out["loss_sum"]) / total,
-            "accuracy": jnp.sum(out["correct"]) / total,
+            "accuracy": correct / count,  # on the device; fit() and sweeps divide the counts on the host
+            "correct": correct, "count": count,
             "reg_loss": jnp.mean(out["reg_loss"]),
             "grad_norm": jax.tree_util.tree_map(jnp.mean, out["grad_norm"]),
         }
@@ -220,10 +223,24 @@ class Engine:
                                    scale_pixels(x_u8[b_idx]), train=False, mask=b_mask)
             w = b_mask.astype(jnp.float32)
             return None, (pairwise_sum(w * cross_entropy(logits, y[b_idx])),
-                          jnp.sum(w * (jnp.argmax(logits, -1) == y[b_idx])))
+                          jnp.sum(b_mask & (jnp.argmax(logits, -1) == y[b_idx]), dtype=jnp.int32))
 
         _, (loss_sum, correct) = jax.lax.scan(body, None, (idx, mask))
-        return {"loss": pairwise_sum(loss_sum) / n, "accuracy": jnp.sum(correct) / n}
+        correct = jnp.sum(correct)
+        return {"loss": pairwise_sum(loss_sum) / n, "accuracy": correct / n, "correct": correct,
+                "count": jnp.asarray(n, jnp.int32)}
+
+
+def exact_accuracy(metrics: dict, prefix: str = "") -> dict:
+    """Host-side metrics (after ``jax.device_get``) with ``<prefix>accuracy`` computed from the
+    integer counts ``<prefix>correct`` / ``<prefix>count`` (which are dropped): a float64 division
+    rounded once to float32, so the accuracy is the same bit for bit whatever the device, the vmap
+    width or the chunk layout (the device's float32 division is not)."""
+    correct, count = prefix + "correct", prefix + "count"
+    if correct not in metrics:
+        return metrics
+    exact = np.float32(np.asarray(metrics[correct], np.float64) / np.asarray(metrics[count], np.float64))
+    return {k: exact if k == prefix + "accuracy" else v for k, v in metrics.items() if k not in (correct, count)}
 
 
 def make_engine(config: Config, model: MLP, tx: optax.GradientTransformation,
@@ -273,8 +290,23 @@ class FitResult:
     diverged_epoch: int | None = None
 
 
+# A run has diverged once its training or validation loss is NaN/Inf or above this bound: 100
+# times the cross-entropy of a uniform guess over the 10 classes (ln 10 = 2.30). A model at 230
+# nats per image is far past chance: its loss has exploded (e.g. --lr 1e6 takes it to a million),
+# though it stays finite. Single runs (fit) and sweeps (vgjax.sweep.stats) use this one rule.
+DIVERGED_LOSS = 100 * math.log(10)
+
+
+def diverged(loss, val_loss):
+    """Whether a loss pair is past :data:`DIVERGED_LOSS` or not finite (numbers or numpy arrays)."""
+    loss, val_loss = np.asarray(loss, np.float64), np.asarray(val_loss, np.float64)
+    with np.errstate(invalid="ignore"):
+        return ~(np.isfinite(loss) & np.isfinite(val_loss)) | (loss > DIVERGED_LOSS) | (val_loss > DIVERGED_LOSS)
+
+
 def is_finite_record(rec: dict) -> bool:
-    return all(math.isfinite(rec[k]) for k in ("loss", "val_loss"))
+    """Whether the epoch's record has not diverged (:func:`diverged`)."""
+    return not bool(diverged(rec["loss"], rec["val_loss"]))
 
 
 def fit(engine: Engine, state: TrainState, data: DeviceData, epochs: int,
@@ -282,7 +314,7 @@ def fit(engine: Engine, state: TrainState, data: DeviceData, epochs: int,
     """Train until ``state.epoch == epochs``; one host sync per epoch.
 
     Every hook's ``on_epoch_end(record, state, engine)`` runs after every epoch. Stops early when
-    the loss becomes NaN/Inf (status "diverged") or a hook returns True (status "stopped").
+    the loss becomes NaN/Inf or exceeds :data:`DIVERGED_LOSS` (status "diverged") or a hook returns True (status "stopped").
     """
     epoch_fn = jax.jit(engine.epoch, donate_argnums=(0,))
     eval_fn = jax.jit(engine.evaluate)
@@ -292,7 +324,7 @@ def fit(engine: Engine, state: TrainState, data: DeviceData, epochs: int,
         t0 = time.perf_counter()
         state, metrics = epoch_fn(state, data.x_train, data.y_train)
         val = eval_fn(state, data.x_test, data.y_test)
-        metrics, val = jax.device_get((metrics, val))
+        metrics, val = (exact_accuracy(m) for m in jax.device_get((metrics, val)))
         rec = epoch_record(int(state.epoch), metrics, val, time.perf_counter() - t0)
         history.append(rec)
         if not is_finite_record(rec):

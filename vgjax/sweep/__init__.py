@@ -26,13 +26,14 @@ from vgjax.sweep.program import MEMBER_AXIS, SweepProgram, scale_kernels, sweep_
 from vgjax.sweep.stats import (PLATEAU_ACCURACY, describe, diverged_epochs, first_epoch, metric_rows,
                                plateau_exit_epochs, summarize)
 from vgjax.sweep.progress import SweepProgress
-from vgjax.sweep.store import ChunkStore, is_finished, out_dir_problem, prepare_out_dir, resume_problem, sweep_dir_problem
+from vgjax.sweep.store import (ChunkStore, is_finished, lock_dir, out_dir_problem, prepare_out_dir, resume_problem,
+                               sweep_dir_problem)
 from vgjax.sweep import hosts
 from vgjax.sweep.workers import (ChunkFn, EpochProgress, ProgressFn, SweepResult, WorkerError, limit_train, run_sweep,
                                  train_chunks)
 
 __all__ = [
-    "AXES", "BETA_ACTIVATIONS", "CPU_CHUNK", "ChunkFn", "ChunkStore", "SweepProgress", "is_finished", "out_dir_problem", "prepare_out_dir",
+    "AXES", "BETA_ACTIVATIONS", "CPU_CHUNK", "ChunkFn", "ChunkStore", "SweepProgress", "is_finished", "lock_dir", "out_dir_problem", "prepare_out_dir",
     "resume_problem", "sweep_dir_problem", "Phase", "build_phases", "is_staged", "limit_train",
     "planned_epochs", "stage_columns", "DEFAULT_BUDGET_BYTES", "MEMBER_AXIS", "MEMORY_FRACTION", "METRICS",
     "PLATEAU_ACCURACY", "STD_SCALED_INITS", "Arrays", "EpochProgress", "Members", "ProgressFn", "SweepProgram",

@@ -93,8 +93,9 @@ class SweepProgram:
         """One epoch of ``Engine.epoch`` and the validation ``Engine.evaluate`` after it."""
         state, train = self.engine.epoch(state, x, y)
         val = self.engine.evaluate(state, x_val, y_val)
-        return state, {"loss": train["loss"], "accuracy": train["accuracy"],
-                       "val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+        return state, {"loss": train["loss"], "accuracy": train["accuracy"], "correct": train["correct"],
+                       "count": train["count"], "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                       "val_correct": val["correct"], "val_count": val["count"]}
 
     @property
     def member_sharding(self) -> NamedSharding:

@@ -13,6 +13,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from vgjax.train import diverged
+
 
 class SweepProgress:
     """A rich progress bar over member-epochs on a terminal, a throttled plain line otherwise."""
@@ -44,7 +46,7 @@ class SweepProgress:
     def __call__(self, p) -> None:
         self.done += (p.stop - p.start) * self.weight
         val = p.metrics["val_accuracy"]
-        bad = int(np.sum(~np.isfinite(p.metrics["loss"])))
+        bad = int(np.sum(diverged(p.metrics["loss"], p.metrics["val_loss"])))
         where = f"{self.label} chunk {p.chunk}/{p.chunks}" + (f" worker {p.worker}" if p.worker else "")
         info = (f"members {p.start}-{p.stop - 1} epoch {p.epoch}/{p.epochs} val_acc mean {np.mean(val):.3f} "
                 f"max {np.max(val):.3f}" + (f" diverged {bad}" if bad else ""))

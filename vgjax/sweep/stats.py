@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from vgjax.sweep.grid import METRICS, Members
+from vgjax.train import diverged
 
 PLATEAU_ACCURACY = 0.2  # chance is 0.1: a member has left the plateau once val accuracy > 0.2
 
@@ -20,8 +21,9 @@ def first_epoch(mask: np.ndarray) -> np.ndarray:
 
 
 def diverged_epochs(history: dict[str, np.ndarray]) -> np.ndarray:
-    """Per member, the first epoch whose train or validation loss is NaN/Inf (0: never)."""
-    return first_epoch(~np.isfinite(history["loss"]) | ~np.isfinite(history["val_loss"]))
+    """Per member, the first epoch whose train or validation loss is NaN/Inf or has exploded
+    past :data:`vgjax.train.DIVERGED_LOSS` (0: never): the rule of single runs."""
+    return first_epoch(diverged(history["loss"], history["val_loss"]))
 
 
 def plateau_exit_epochs(history: dict[str, np.ndarray], threshold: float = PLATEAU_ACCURACY) -> np.ndarray:

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from vgjax import owned, runlock
 from vgjax.runlog import atomic_write_bytes, atomic_write_json, read_json
 from vgjax.sweep.grid import METRICS, Members
 
 CHUNKS_DIR = "chunks"
 PLAN_FILE = "plan.json"
 CONFIG_FILE = "config.json"
+CURVE_FILES = ("sweep_val_accuracy.png", "sweep_loss.png")  # vgjax.figures.CURVE_FIGURES' files
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
@@ -96,15 +98,29 @@ def _read_chunk(path: Path, seeds: np.ndarray, n: int, epochs: int) -> dict[str,
     return {m: arrays[m] for m in METRICS}
 
 
+def sweep_entries() -> tuple[str, ...]:
+    """Every entry a sweep writes in its directory (vgjax.owned's manifest lists them)."""
+    return (CONFIG_FILE, "metrics.csv", "summary.json", "summary.csv", CHUNKS_DIR, *CURVE_FILES)
+
+
 def out_dir_problem(path: Path, overwrite: bool) -> str | None:
-    """Why a new sweep cannot be written to ``path`` (None: it can)."""
-    if (path / CONFIG_FILE).exists():
-        if not overwrite:
-            return (f"{path} already holds a sweep; use --resume to continue it, --overwrite to replace it "
-                    f"or --out for another directory")
-    elif path.exists() and (not path.is_dir() or any(path.iterdir())):
-        return f"{path} exists and is not a sweep directory; choose another --out"
-    return None
+    """Why a new sweep cannot be written to ``path`` (None: it can). Only a sweep's own entries
+    are ever replaced (vgjax.owned): a run directory or anyone's folder is refused, also with
+    --overwrite."""
+    if path.exists() and not path.is_dir():
+        return f"{path} is a file, not a sweep directory; choose another --out"
+    entries = owned.present(path)
+    if not entries:
+        return None
+    if owned.owners(path).get(CONFIG_FILE) != "sweep":
+        what = "a vgjax run" if owned.owners(path).get(CONFIG_FILE) == "run" else "not a sweep directory"
+        return (f"{path} holds {', '.join(entries[:4])}{' ...' if len(entries) > 4 else ''} and is {what} "
+                f"(no {owned.MANIFEST} says experiments.sweep wrote it): nothing there is replaced; "
+                f"choose another --out")
+    if not overwrite:
+        return (f"{path} already holds a sweep; use --resume to continue it, --overwrite to replace it "
+                f"or --out for another directory")
+    return owned.write_problem(path, "sweep", sweep_entries(), "experiments.sweep")
 
 
 def is_finished(path: Path) -> bool:
@@ -142,16 +158,34 @@ def sweep_dir_problem(path: Path, record: dict, resume: bool, overwrite: bool) -
     and replacing an old one there (``overwrite``) -- or None when it can (checked before any work)."""
     if resume and overwrite:
         return "--resume continues a sweep and --overwrite replaces it; give one of them"
+    holder = runlock.live_holder(path) if path.is_dir() else None
+    if holder:
+        return (f"{path} is in use by a live sweep ({holder}); wait for it to end or stop it, or use "
+                f"another --out")
     return resume_problem(path, record) if resume else out_dir_problem(path, overwrite)
 
 
 def prepare_out_dir(path: Path) -> str | None:
-    """An empty output directory (an old sweep there is removed: --overwrite was checked); the
-    reason when it cannot be created."""
-    if (path / CONFIG_FILE).exists():
-        shutil.rmtree(path)
+    """The directory of a new sweep: an old sweep's entries there removed (only those: --overwrite
+    was checked) and the new ones claimed (vgjax.owned); the reason when it cannot be made."""
     try:
         path.mkdir(parents=True, exist_ok=True)
+        owned.remove(path, "sweep")
+        owned.claim(path, "sweep", sweep_entries())
     except OSError as e:
         return f"cannot create the output directory {path}: {e.strerror}"
+    except ValueError as e:  # a foreign file appeared since the check
+        return str(e)
     return None
+
+
+def lock_dir(path: Path) -> tuple[runlock.RunLock | None, str | None]:
+    """The sweep directory's lock (the directory is created), or why it cannot be had: a sweep
+    directory is written by one live process at a time, like a run directory (vgjax.runlock)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return runlock.RunLock(path).acquire(), None
+    except runlock.LockedError as e:
+        return None, f"{path} is in use by a live sweep ({e}); wait for it to end or stop it, or use another --out"
+    except OSError as e:
+        return None, f"cannot create or lock the output directory {path}: {e.strerror}"
