@@ -228,7 +228,9 @@ def test_an_optimizer_or_stopping_setting_out_of_range_is_one_line_naming_the_fl
 def test_seeds_suite_refuses_flags_its_programs_would_ignore(tmp_path, capsys):
     for flag in (["--tensorboard"], ["--early-stop", "val_loss"], ["--checkpoint-every", "5"]):
         out = tmp_path / "never"
-        code, _, err = call(suite_cli.main, ["--seeds", "1", "--methods", "relu", *flag, "--out", out], capsys)
+        code, _, err = call(suite_cli.main, ["--seeds", "1", "--methods", "relu", *flag, "--epochs", "1",
+                                             "--train-limit", "64", "--data-dir", tmp_path / "no-data", "--out", out],
+                            capsys)
         assert_one_error(code, err, 2, flag[0], "not to --seeds")
         assert not out.exists()
 
@@ -297,7 +299,8 @@ def test_suite_epochs_scale_reaches_only_staged_methods_and_every_run_accepts_it
 
 def test_suite_checks_every_methods_flags_before_the_first_run(tmp_path, capsys):
     out = tmp_path / "runs"
-    code, _, err = call(suite_cli.main, ["--methods", "baseline_3,skip", "--stages", "1-1", "--out", out], capsys)
+    code, _, err = call(suite_cli.main, ["--methods", "baseline_3,skip", "--stages", "1-1", "--train-limit", "64",
+                                         "--out", out], capsys)
     assert_one_error(code, err, 2, "skip:", "staged training")
     assert not out.exists()
 
