@@ -139,7 +139,8 @@ def plan(args, methods: list[str], passthrough: list[str], runs_dir: Path,
     jobs, clashes = [], []
     for m in methods:
         out = runs_dir / m
-        if out.exists() and (not out.is_dir() or (RunDir(out).run_files() and not RunDir(out).is_vgjax_run())):
+        if (args.resume or args.overwrite) and out.exists() and (
+                not out.is_dir() or (RunDir(out).run_files() and not RunDir(out).is_vgjax_run())):
             cli.fail(f"{out} is not a vgjax run directory (no {owned.MANIFEST} says experiments.run wrote it): "
                      f"nothing there is replaced; choose another --out")
         action = jobs_lib.action_for(out, resume=args.resume, overwrite=args.overwrite)
