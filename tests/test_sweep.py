@@ -220,7 +220,7 @@ def test_cli_writes_every_file(tmp_path, fashion_mnist_dir):
     assert "2 settings x 2 seeds" in proc.stdout
     files = {p.name for p in out.iterdir()}
     assert files == {"config.json", "metrics.csv", "summary.json", "summary.csv", "sweep_val_accuracy.png",
-                     "sweep_loss.png"}
+                     "sweep_loss.png", ".vgjax-owned.json"}  # the manifest of what the sweep wrote (vgjax.owned)
     config = json.loads((out / "config.json").read_text())
     assert config["sweep"]["init_std"] == [0.05, 1.0] and config["configs"][0]["depth"] == 2
     assert config["configs"][0]["width"] == 16
