@@ -24,7 +24,8 @@ from tests.test_sweep import ROOT
 
 FLAGS = ["--method", "baseline_3", "--depth", "2", "--width", "8", "--init-std", "0.05,0.5,1,2", "--seeds", "4",
          "--epochs", "2", "--train-limit", "256", "--chunk", "4"]  # 16 members: 4 chunks of 4
-FILES = {"config.json", "metrics.csv", "summary.json", "summary.csv", "sweep_val_accuracy.png", "sweep_loss.png"}
+FILES = {"config.json", "metrics.csv", "summary.json", "summary.csv", "sweep_val_accuracy.png", "sweep_loss.png",
+         ".vgjax-owned.json"}  # with the manifest of the files (vgjax.owned)
 
 
 def env(devices: int) -> dict:
