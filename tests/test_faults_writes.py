@@ -23,7 +23,7 @@ from tests.test_faults import (BASE, ROOT, TINY, _restore_process_state, assert_
                                copy_of, finished, run, snapshot)
 from vgjax import owned, runlock, sweep
 from vgjax.runlog import RUN_ENTRIES, RunDir
-from vgjax.train import DIVERGED_LOSS, exact_accuracy
+from vgjax.train import DIVERGED_LOSS, exact_ratios
 
 SWEEP = ["--method", "baseline_3", "--seeds", "1", "--epochs", "1", "--train-limit", "64", "--workers", "0"]
 ESCAPE_SWEEP = ROOT / "docs" / "results" / "escape" / "cpu_budget" / "sweep"
@@ -251,7 +251,7 @@ def test_plain_suite_refuses_before_it_creates_anything(tmp_path, capsys):
 
 def test_accuracy_is_an_exact_ratio_of_integer_counts():
     correct = np.arange(0, 2001, dtype=np.int32)
-    acc = exact_accuracy({"loss": 1.0, "accuracy": None, "correct": correct, "count": np.int32(2000)})
+    acc = exact_ratios({"loss": 1.0, "accuracy": None, "correct": correct, "count": np.int32(2000)})
     assert list(acc) == ["loss", "accuracy"] and acc["accuracy"].dtype == np.float32
     assert all(a == np.float32(k / 2000) for a, k in zip(acc["accuracy"], correct.tolist()))  # correctly rounded
     assert acc["accuracy"][190] == np.float32(0.095)

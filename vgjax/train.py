@@ -198,8 +198,8 @@ class Engine:
         correct, count = jnp.sum(out["correct"]), jnp.sum(out["count"])  # int32: exact in every layout
         metrics = {
             "loss": pairwise_sum(out["loss_sum"]) / total,
-            "accuracy": correct / count,  # on the device; fit() and sweeps divide the counts on the host
-            "correct": correct, "count": count,
+            "accuracy": correct / count,  # on the device; fit() and sweeps divide on the host (exact_ratios)
+            "correct": correct, "count": count, "loss_total": pairwise_sum(out["loss_sum"]), "loss_weight": total,
             "reg_loss": jnp.mean(out["reg_loss"]),
             "grad_norm": jax.tree_util.tree_map(jnp.mean, out["grad_norm"]),
         }
@@ -227,20 +227,28 @@ class Engine:
 
         _, (loss_sum, correct) = jax.lax.scan(body, None, (idx, mask))
         correct = jnp.sum(correct)
-        return {"loss": pairwise_sum(loss_sum) / n, "accuracy": correct / n, "correct": correct,
-                "count": jnp.asarray(n, jnp.int32)}
+        loss_total = pairwise_sum(loss_sum)
+        return {"loss": loss_total / n, "accuracy": correct / n, "correct": correct,
+                "count": jnp.asarray(n, jnp.int32), "loss_total": loss_total, "loss_weight": jnp.asarray(n, jnp.float32)}
 
 
-def exact_accuracy(metrics: dict, prefix: str = "") -> dict:
-    """Host-side metrics (after ``jax.device_get``) with ``<prefix>accuracy`` computed from the
-    integer counts ``<prefix>correct`` / ``<prefix>count`` (which are dropped): a float64 division
-    rounded once to float32, so the accuracy is the same bit for bit whatever the device, the vmap
-    width or the chunk layout (the device's float32 division is not)."""
-    correct, count = prefix + "correct", prefix + "count"
-    if correct not in metrics:
-        return metrics
-    exact = np.float32(np.asarray(metrics[correct], np.float64) / np.asarray(metrics[count], np.float64))
-    return {k: exact if k == prefix + "accuracy" else v for k, v in metrics.items() if k not in (correct, count)}
+# (metric, numerator, denominator): the epoch's and evaluation's ratios, divided on the host
+RATIOS = (("accuracy", "correct", "count"), ("loss", "loss_total", "loss_weight"))
+
+
+def exact_ratios(metrics: dict, prefix: str = "") -> dict:
+    """Host-side metrics (after ``jax.device_get``) with ``<prefix>accuracy`` and ``<prefix>loss``
+    divided here from their sums (``correct`` / ``count``: int32 counts; ``loss_total`` /
+    ``loss_weight``), which are dropped: a float64 division rounded once to float32, so the
+    ratios are the same bit for bit whatever the device, the vmap width, the chunk layout or the
+    processes (the device's float32 division is not: it may multiply by a reciprocal)."""
+    out, drop = dict(metrics), set()
+    for name, num, den in RATIOS:
+        if prefix + num in metrics:
+            out[prefix + name] = np.float32(np.asarray(metrics[prefix + num], np.float64)
+                                            / np.asarray(metrics[prefix + den], np.float64))
+            drop |= {prefix + num, prefix + den}
+    return {k: v for k, v in out.items() if k not in drop}
 
 
 def make_engine(config: Config, model: MLP, tx: optax.GradientTransformation,
@@ -324,7 +332,7 @@ def fit(engine: Engine, state: TrainState, data: DeviceData, epochs: int,
         t0 = time.perf_counter()
         state, metrics = epoch_fn(state, data.x_train, data.y_train)
         val = eval_fn(state, data.x_test, data.y_test)
-        metrics, val = (exact_accuracy(m) for m in jax.device_get((metrics, val)))
+        metrics, val = (exact_ratios(m) for m in jax.device_get((metrics, val)))
         rec = epoch_record(int(state.epoch), metrics, val, time.perf_counter() - t0)
         history.append(rec)
         if not is_finite_record(rec):

@@ -93,9 +93,11 @@ class SweepProgram:
         """One epoch of ``Engine.epoch`` and the validation ``Engine.evaluate`` after it."""
         state, train = self.engine.epoch(state, x, y)
         val = self.engine.evaluate(state, x_val, y_val)
-        return state, {"loss": train["loss"], "accuracy": train["accuracy"], "correct": train["correct"],
-                       "count": train["count"], "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                       "val_correct": val["correct"], "val_count": val["count"]}
+        # the ratios' sums too: the host divides them (vgjax.train.exact_ratios)
+        sums = {f"{p}{k}": d[k] for p, d in (("", train), ("val_", val))
+                for k in ("correct", "count", "loss_total", "loss_weight")}
+        return state, {"loss": train["loss"], "accuracy": train["accuracy"], "val_loss": val["loss"],
+                       "val_accuracy": val["accuracy"], **sums}
 
     @property
     def member_sharding(self) -> NamedSharding:

@@ -21,7 +21,7 @@ from vgjax.sweep import hosts
 from vgjax.sweep.grid import METRICS, Members, SweepSpec, take, validate_spec
 from vgjax.sweep.plan import chunk_plan, pad_members
 from vgjax.sweep.phases import Phase, build_phases
-from vgjax.train import exact_accuracy
+from vgjax.train import exact_ratios
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +81,7 @@ def train_chunks(phases: Sequence[Phase], members: Members, data: Any, size: int
             for e in range(phase.epochs):
                 states, metrics = phase.program.epoch(states, *arrays)
                 metrics = {k: np.asarray(v)[:stop - start] for k, v in hosts.to_host(metrics).items()}
-                metrics = exact_accuracy(exact_accuracy(metrics), "val_")  # from the integer counts
+                metrics = exact_ratios(exact_ratios(metrics), "val_")  # divided here, exactly
                 first = first or time.perf_counter() - t0
                 for k in METRICS:
                     history[k][start:stop, e0 + e] = metrics[k]
