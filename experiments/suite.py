@@ -158,16 +158,18 @@ def plan(args, methods: list[str], passthrough: list[str], runs_dir: Path,
     return jobs
 
 
-def check_runs(jobs: list[Job]) -> None:
-    """Every job's experiments.run flags checked as the run will check them (exit 2, one line
-    naming the method), so that no run fails on its flags after others have worked for minutes."""
+def check_runs(args, methods: list[str], passthrough: list[str]) -> None:
+    """The flags the suite gives every run (its shared flags, adapted to each method, and those
+    after ``--``) checked as experiments.run will check them (exit 2, one line naming the method),
+    so that no run fails on them after others have worked for minutes. A method's own
+    ``--method-args`` are its run's to judge: a bad one fails that method only."""
     import contextlib
     import io
 
     from experiments import run as run_cli
     from experiments.run_args import config_from_args
-    for job in jobs:
-        argv = job.command[job.command.index("experiments.run") + 1:]
+    for method in methods:
+        argv = ["--method", method, *run_flags(method, args), *passthrough]
         said = io.StringIO()
         try:
             with contextlib.redirect_stderr(said):
@@ -176,7 +178,7 @@ def check_runs(jobs: list[Job]) -> None:
             lines = [line for line in said.getvalue().splitlines() if line.strip()]
             why = lines[-1].removeprefix("error: ") if lines else "its flags are refused"
             why = why.split(": error: ", 1)[-1]  # an argparse message: "usage ...: error: ..."
-            cli.fail(f"{job.method}: {why} (the suite's flags reach every method; see --help)")
+            cli.fail(f"{method}: {why} (the suite's flags reach every method; see --help)")
 
 
 def selected_methods(args) -> list[str]:
@@ -248,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             cli.fail(problem)
     jobs = plan(args, methods, passthrough, runs_dir, extra)
-    check_runs(jobs)  # every method's flags, before the first run starts
+    check_runs(args, methods, passthrough)  # every method's flags, before the first run starts
     try:
         for kind in ("suite", "report"):
             owned.claim(runs_dir, kind, [n for n, k in SUITE_ENTRIES.items() if k == kind])
