@@ -202,7 +202,7 @@ def finish(out: Path, results: list, epochs: int, wall_s: float, workers: int, p
     print(f"{len(per_setting)} settings x {args.seeds} seeds, {mode}, chunk {chunks}; files in {out}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
         list_methods()
@@ -241,6 +241,14 @@ def main(argv: list[str] | None = None) -> int:
         finish(out, results, epochs, time.perf_counter() - t0, workers, sweep_hosts.count(several), args)
     store.remove()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except OSError as e:  # a full disk, a folder made read-only: one line; the finished chunks are kept
+        cli.fail(f"{cli.write_failure(e)}; the chunks finished so far are kept: make room, then run the same "
+                 f"command with --resume", 1)
 
 
 if __name__ == "__main__":
