@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import cli, sweep_hosts
+from experiments import cli, faults, sweep_hosts
 from experiments.run import list_methods
 from vgjax import runtime, sweep
 from vgjax.config import ConfigError
@@ -202,7 +202,8 @@ def finish(out: Path, results: list, epochs: int, wall_s: float, workers: int, p
     print(f"{len(per_setting)} settings x {args.seeds} seeds, {mode}, chunk {chunks}; files in {out}")
 
 
-def _main(argv: list[str] | None = None) -> int:
+@faults.one_line_write_errors("the chunks finished so far are kept: make room, then run the same command with --resume")
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
         list_methods()
@@ -241,14 +242,6 @@ def _main(argv: list[str] | None = None) -> int:
         finish(out, results, epochs, time.perf_counter() - t0, workers, sweep_hosts.count(several), args)
     store.remove()
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        return _main(argv)
-    except OSError as e:  # a full disk, a folder made read-only: one line; the finished chunks are kept
-        cli.fail(f"{cli.write_failure(e)}; the chunks finished so far are kept: make room, then run the same "
-                 f"command with --resume", 1)
 
 
 if __name__ == "__main__":
