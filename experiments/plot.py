@@ -65,7 +65,7 @@ def expand(paths: list[str]) -> tuple[list[Path], Path | None]:
             continue
         found = [d for d in runlog.find_run_dirs(p) if is_run(d)]
         if not found:
-            cli.fail(f"{p} is not a vgjax run directory (no config.json) nor a directory of runs")
+            cli.fail(f"{p} is neither a run directory (no config.json) nor a directory of vgjax runs")
         runs.extend(found)
         roots.append(p)
     root = roots[0] if len(roots) == 1 and len(paths) == 1 else None

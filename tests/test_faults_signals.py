@@ -367,8 +367,8 @@ def test_plot_says_what_a_folder_is_when_it_is_not_a_run(sweep_after_a_full_disk
     assert err == [f"error: {foreign} is not a vgjax run directory (its config.json is not a vgjax run's); "
                    f"nothing is drawn"] and code == 2
     code, _, err = call(plot_cli.main, [tmp_path], capsys)  # a folder holding only that one
-    assert code == 2 and err == [f"error: {tmp_path} is not a vgjax run directory (no config.json) nor a "
-                                 f"directory of runs"], err
+    assert code == 2 and err == [f"error: {tmp_path} is neither a run directory (no config.json) nor a "
+                                 f"directory of vgjax runs"], err
     assert [p.name for p in (foreign / "figures").iterdir()] == ["mine.png"]
 
 
