@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vgjax import config as config_mod
 from vgjax import data
+from vgjax.faults import InterruptOnce, interrupts_once, no_space, write_failure, written_path  # noqa: F401
 from vgjax.hooks import Hook
 
 EXIT_USAGE = 2
@@ -66,8 +67,9 @@ def one_line_warnings() -> None:
     """Show warnings as ``warning: MESSAGE`` lines (no source line, no file position), and
     silence orbax's informational logging."""
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
-    # orbax logs its own notes through absl ("WARNING:absl:..."): the CLIs say what matters
-    absl_logging.set_verbosity(absl_logging.ERROR)
+    # orbax logs its notes and a failed background save (with tracebacks) through absl: the CLIs
+    # say what matters (vgjax.checkpoint raises a failed save again in the caller's thread)
+    absl_logging.set_verbosity(absl_logging.FATAL)
 
 
 def one_line(e: BaseException) -> str:

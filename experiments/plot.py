@@ -16,6 +16,7 @@ from pathlib import Path
 
 from experiments import cli
 from vgjax import plots, runlog
+from vgjax.sweep_report import is_sweep_dir
 
 
 def build_parser() -> cli.Parser:
@@ -27,6 +28,28 @@ def build_parser() -> cli.Parser:
     return p
 
 
+def is_run(p: Path) -> bool:
+    """A vgjax run directory: its marker, or (from before the marker) a config.json naming a method
+    that vgjax reads as its config."""
+    rd = runlog.RunDir(p)
+    if rd.marker_path.is_file():
+        return True
+    try:
+        config = runlog.read_json(rd.config_path)
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "method" in config and rd.is_vgjax_run()
+
+
+def _not_a_run(p: Path) -> str:
+    """Why ``p``, which holds a config.json, is not a run to draw: a sweep, or someone else's folder."""
+    if is_sweep_dir(p):
+        return (f"{p} is a sweep directory (experiments.sweep), not a run directory: its figures are "
+                f"{p / 'sweep_val_accuracy.png'} and sweep_loss.png; python -m experiments.report {p} "
+                f"writes its report and redraws them")
+    return f"{p} is not a vgjax run directory (its config.json is not a vgjax run's); nothing is drawn"
+
+
 def expand(paths: list[str]) -> tuple[list[Path], Path | None]:
     """Run directories named by ``paths`` and the runs root when exactly one root was given."""
     runs: list[Path] = []
@@ -36,11 +59,13 @@ def expand(paths: list[str]) -> tuple[list[Path], Path | None]:
         if not p.is_dir():
             cli.fail(f"{p}: no such directory")
         if (p / "config.json").exists():
+            if not is_run(p):
+                cli.fail(_not_a_run(p))
             runs.append(p)
             continue
-        found = runlog.find_run_dirs(p)
+        found = [d for d in runlog.find_run_dirs(p) if is_run(d)]
         if not found:
-            cli.fail(f"{p} is neither a run directory (no config.json) nor a directory of runs")
+            cli.fail(f"{p} is neither a run directory (no config.json) nor a directory of vgjax runs")
         runs.extend(found)
         roots.append(p)
     root = roots[0] if len(roots) == 1 and len(paths) == 1 else None
@@ -49,6 +74,15 @@ def expand(paths: list[str]) -> tuple[list[Path], Path | None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _draw(args)
+    except KeyboardInterrupt:
+        print("interrupted: the figure being drawn was not written (each figure is whole or absent, and a "
+              "run's figures/ gets all of its figures or none); run the command again", file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+
+
+def _draw(args) -> int:
     if not args.paths and not args.explainers:
         cli.fail("give at least one run directory (or --explainers)")
     runs, root = expand(args.paths)
@@ -57,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             paths = plots.plot_run(run)
         except (OSError, ValueError, KeyError) as e:
+            if cli.no_space(e):
+                cli.fail(f"{cli.write_failure(e)}; none of {run}'s figures were written", 1)
             print(f"warning: could not draw {run}: {e}", file=sys.stderr)
             continue
         if not paths:

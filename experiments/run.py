@@ -13,6 +13,7 @@ locked while the run lives (see README, "Run directories you can trust").
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -21,6 +22,8 @@ from experiments import cli
 from experiments.run_args import check_init_from, config_from_args
 from experiments.run_dir import inspect_run_dir, prepare_run_dir
 from vgjax import callbacks, runlock, runner, runtime, stages
+from vgjax.runlog import RunDir
+from vgjax.hooks import Hook
 from vgjax.methods import METHODS
 from vgjax.train import DIVERGED_LOSS
 
@@ -51,15 +54,25 @@ def main(argv: list[str] | None = None) -> int:
         list_methods()
         return 0
     cli.one_line_warnings()
-    cli.sigterm_as_interrupt()
-    try:
-        return _main(args)
-    except KeyboardInterrupt:  # before the run started: nothing was written
-        print("interrupted before the run started; nothing was written", file=sys.stderr)
-        return cli.EXIT_INTERRUPTED
+    # a repeated Ctrl-C (or SIGTERM) only repeats the first: its clean-up runs to the end
+    with cli.interrupts_once() as interrupts:
+        state = {"interrupts": interrupts, "prepared": None}
+        try:
+            return _main(args, state)
+        except KeyboardInterrupt:
+            interrupts.raised = True
+            if state["prepared"] is None:  # before the run directory was touched
+                print("interrupted before the run started; nothing was written", file=sys.stderr)
+            else:  # while the run directory was being prepared: no epoch ran
+                again = ("run the same command with --resume (it starts from epoch 1)"
+                         if RunDir(state["prepared"]).exists() else "run the same command again")
+                print(f"interrupted before the first epoch; {state['prepared']} holds no epoch yet: {again}",
+                      file=sys.stderr)
+            return cli.EXIT_INTERRUPTED
 
 
-def _main(args) -> int:
+def _main(args, state: dict | None = None) -> int:
+    state = {} if state is None else state
     runtime.pin_cpu_threads(args.threads)
     if args.resume and args.overwrite:
         cli.fail("--resume and --overwrite exclude each other")
@@ -103,30 +116,57 @@ def _main(args) -> int:
         if action == "restart":
             print(f"note: {out} has no checkpoint yet (it stopped before its first one): it starts again "
                   f"from epoch 1", file=sys.stderr)
+        state["prepared"] = out
         run_dir = prepare_run_dir(out, action, config)
-        return train(config, run_dir, arrays, resume=action == "resume")
+        return train(config, run_dir, arrays, resume=action == "resume", interrupts=state.get("interrupts"))
     finally:
         lock.release()
 
 
-def train(config, run_dir, arrays, resume: bool = False) -> int:
+class _InterruptCheck(Hook):
+    """At every epoch's end: an interrupt whose KeyboardInterrupt was swallowed is raised again."""
+
+    def __init__(self, interrupts: cli.InterruptOnce):
+        self.interrupts = interrupts
+
+    def on_epoch_end(self, *_args) -> None:
+        self.interrupts.check()
+
+
+def _record(run_dir, summary: dict) -> bool:
+    """Write summary.json; False when it cannot be written (a full disk)."""
+    try:
+        run_dir.write_summary(summary)
+        return True
+    except OSError:
+        return False
+
+
+def train(config, run_dir, arrays, resume: bool = False, interrupts: cli.InterruptOnce | None = None) -> int:
     """Train into the prepared ``run_dir``, with progress; the exit status of the run."""
-    cli.sigterm_as_interrupt()
+    if interrupts is None:
+        cli.sigterm_as_interrupt()
     table = stages.run_table(config)
     done = len(run_dir.history()) if resume else 0
     progress = cli.EpochPrinter(config.method, table.total_epochs, done=done,
                                 every=1 if table.total_epochs <= 50 else 10)
+    hooks = [progress] if interrupts is None else [progress, _InterruptCheck(interrupts)]
     try:
-        result = runner.train_and_evaluate(config, run_dir.path, arrays, resume=resume,
-                                           hooks=[progress],
+        result = runner.train_and_evaluate(config, run_dir.path, arrays, resume=resume, hooks=hooks,
                                            summary_extra={"device": runtime.device_description(config.precision)})
     except KeyboardInterrupt:
+        if interrupts is not None:
+            interrupts.raised = True
         progress.close()
         if run_dir.is_finished():  # interrupted while drawing figures: the run itself is complete
-            return 0
-        summary = {"method": config.method, "status": "interrupted", "epochs_run": len(run_dir.history())}
-        run_dir.write_summary(summary)
-        print(f"interrupted after {summary['epochs_run']} epochs; continue with --resume", file=sys.stderr)
+            print(f"interrupted while drawing the figures: the run is complete, its figures are not drawn "
+                  f"(none half-drawn); draw them with python -m experiments.plot {run_dir.path}", file=sys.stderr)
+            return cli.EXIT_INTERRUPTED
+        epochs = len(run_dir.history())
+        saved = _record(run_dir, {"method": config.method, "status": "interrupted", "epochs_run": epochs})
+        print(f"interrupted after {epochs} epochs; continue with --resume"
+              + ("" if saved else f" (summary.json could not be written: {run_dir.path} is not writable)"),
+              file=sys.stderr)
         return cli.EXIT_INTERRUPTED
     except runner.ResumeError as e:  # nothing was changed: history and summary are as they were
         progress.close()
@@ -134,14 +174,22 @@ def train(config, run_dir, arrays, resume: bool = False) -> int:
     except Exception as e:  # a bug: keep the traceback in the run directory, not on the screen
         progress.close()
         log = run_dir.error_log_path
+        epochs = len(run_dir.history())
         try:
             log.write_text(traceback.format_exc())
-            run_dir.write_summary({"method": config.method, "status": "failed", "error": cli.one_line(e),
-                                   "epochs_run": len(run_dir.history())})
+            logged = True
         except OSError:
-            pass
-        print(f"error: {config.method} failed with an internal error ({cli.one_line(e)}); the traceback is in "
-              f"{log}", file=sys.stderr)
+            logged = False
+        if cli.no_space(e) or isinstance(e, OSError):
+            _record(run_dir, {"method": config.method, "status": "failed", "error": cli.one_line(e),
+                              "epochs_run": epochs})
+            print(f"error: {config.method}: {cli.write_failure(e)}; {epochs} finished epochs are kept in "
+                  f"{run_dir.path}: make room, then continue with --resume", file=sys.stderr)
+            return 1
+        _record(run_dir, {"method": config.method, "status": "failed", "error": cli.one_line(e),
+                          "epochs_run": epochs})
+        where = f"the traceback is in {log}" if logged else f"{log} could not be written"
+        print(f"error: {config.method} failed with an internal error ({cli.one_line(e)}); {where}", file=sys.stderr)
         return 1
     progress.close()
     s = result.summary
@@ -159,6 +207,10 @@ def train(config, run_dir, arrays, resume: bool = False) -> int:
 
 
 if __name__ == "__main__":
+    # outside main()'s own handling (argument parsing, the way out after it), Ctrl-C and SIGTERM
+    # are ignored: a repeated Ctrl-C cannot interrupt the exit with a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     code = main()
     if code == cli.EXIT_INTERRUPTED:  # leave at once: no interpreter teardown under XLA's threads
         sys.stdout.flush()

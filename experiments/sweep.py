@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import cli, sweep_hosts
+from experiments import cli, faults, sweep_hosts
 from experiments.run import list_methods
 from vgjax import runtime, sweep
 from vgjax.config import ConfigError
@@ -202,6 +202,7 @@ def finish(out: Path, results: list, epochs: int, wall_s: float, workers: int, p
     print(f"{len(per_setting)} settings x {args.seeds} seeds, {mode}, chunk {chunks}; files in {out}")
 
 
+@faults.one_line_write_errors("the chunks finished so far are kept: make room, then run the same command with --resume")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:

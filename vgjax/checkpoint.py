@@ -22,10 +22,8 @@ deletion cut short by kill -9). Checkpoints from before manifests existed are re
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import signal
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -33,34 +31,11 @@ from typing import Any, Callable
 import jax
 import orbax.checkpoint as ocp
 
-from vgjax.runlog import atomic_write_json
+from vgjax.runlog import atomic_write_json, signals_deferred
 
 
 def _abstract(tree: Any) -> Any:
     return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
-
-
-@contextlib.contextmanager
-def signals_deferred():
-    """Hold SIGINT / SIGTERM back for the duration of the block, then deliver the first one."""
-    sigs = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None]
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {s: signal.getsignal(s) for s in sigs}
-    if any(h is None for h in old.values()):  # a handler installed outside Python: leave it
-        yield
-        return
-    pending: list[int] = []
-    for s in sigs:
-        signal.signal(s, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        if pending:
-            signal.raise_signal(pending[0])
 
 
 MANIFEST = "vgjax_manifest.json"

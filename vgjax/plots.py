@@ -28,7 +28,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -39,7 +41,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from vgjax.runlog import FIGURES_DIR, RunDir, atomic_write_bytes, number
+from vgjax.runlog import FIGURES_DIR, RunDir, atomic_write_bytes, number, signals_deferred
 
 DPI = 110
 
@@ -359,11 +361,35 @@ def plot_grad_histograms(run: RunFiles, out_dir: str | Path | None = None) -> Pl
     return Plot(save_figure(fig, _out(run, out_dir) / "grad_histograms.png"), data)
 
 
+DRAWING_DIR = ".figures-drawing"  # a run's figures while they are drawn (then moved to figures/)
+
+
 def draw_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Plot]:
-    """Every figure of one run (into ``<run_dir>/figures`` unless ``out_dir``)."""
+    """Every figure of one run (into ``<run_dir>/figures`` unless ``out_dir``).
+
+    A run's own figures are drawn into ``<run_dir>/.figures-drawing`` and moved into figures/
+    only once every one is drawn: an interrupted drawing (Ctrl-C, a full disk) adds none of them
+    (figures from an earlier drawing stay as they were)."""
     run = load_run(run_dir)
     if not run.history:
         return []
+    if out_dir is not None:
+        return _draw_all(run, out_dir)
+    staging, final = run.path / DRAWING_DIR, run.path / FIGURES_DIR
+    shutil.rmtree(staging, ignore_errors=True)  # left by a drawing cut short (kill -9)
+    try:
+        plots = _draw_all(run, staging)
+        final.mkdir(parents=True, exist_ok=True)
+        with signals_deferred():  # a Ctrl-C waits until every figure has moved
+            for p in plots:
+                os.replace(p.path, final / p.path.name)
+                p.path = final / p.path.name
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return plots
+
+
+def _draw_all(run: RunFiles, out_dir: str | Path) -> list[Plot]:
     plots = [plot_curves(run, out_dir)]
     if run.layers("grad_norm"):
         plots += [plot_grad_heatmap(run, out_dir), plot_grad_profile(run, out_dir)]
@@ -411,7 +437,8 @@ def draw_comparison(run_dirs: Sequence[str | Path], out_dir: str | Path) -> list
             y = run.column(key)
             data[label] = (run.epochs, y)
             ls = "--" if run.method.startswith("baseline") else "-"
-            ax.plot(run.epochs, y, ls, color=c, label=label, lw=1.4)
+            # a short series gets a marker per epoch: one epoch alone is a point, not a line
+            ax.plot(run.epochs, y, ls, color=c, label=label, lw=1.4, marker="o" if len(y) <= 30 else None, ms=4)
         if log:
             ax.set_yscale("log")
         else:

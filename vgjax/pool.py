@@ -9,7 +9,16 @@ raised by ``tick``) first stops the running tasks (:func:`stop`) and then propag
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
 from typing import Callable, Iterable, Protocol, Sequence
+
+PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15  # linux/prctl.h
+WATCH_THREAD = "vgjax-watch"  # the watching thread's name, also the kernel's (ps -L, /proc/PID/task/*/comm)
 
 
 class Task(Protocol):
@@ -66,3 +75,36 @@ def run(tasks: Iterable[Task], slots: int, tick: Callable[[list], None],
     except BaseException:
         stop(running, grace)
         raise
+
+
+def end_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Make this child process end when its parent ``parent_pid`` dies, however it dies (kill -9
+    included), so that no child goes on training for a parent that is gone: on Linux the kernel
+    kills it (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); everywhere, a daemon thread checks every
+    ``poll_s`` seconds that its parent is still its parent and ends the process otherwise. A
+    parent that died before this call ends it at once."""
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        if prctl is not None:
+            prctl(PR_SET_NAME, WATCH_THREAD.encode(), 0, 0, 0)
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name=WATCH_THREAD).start()
+
+
+def _prctl():
+    """libc's prctl on Linux, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None

@@ -18,12 +18,15 @@ enough: it may be anyone's).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import math
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -49,8 +52,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # e.g. ENOSPC from write: name the file
+            e.filename = str(path)
         raise
 
 
@@ -303,3 +308,26 @@ class RunDir:
 def find_run_dirs(root: str | Path) -> list[Path]:
     """Run directories directly under ``root`` (those holding a config.json), by name."""
     return sorted(p for p in Path(root).iterdir() if p.is_dir() and RunDir(p).exists())
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT / SIGTERM back for the duration of the block, then deliver the first one."""
+    sigs = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in sigs}
+    if any(h is None for h in old.values()):  # a handler installed outside Python: leave it
+        yield
+        return
+    pending: list[int] = []
+    for s in sigs:
+        signal.signal(s, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if pending:
+            signal.raise_signal(pending[0])

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -93,17 +94,41 @@ def write_outputs(out: Path, results: list, run_info: dict) -> list[dict]:
 
 
 def read_metrics(path: Path) -> tuple[dict, dict]:
-    """Members ({"setting", "seed"} arrays) and histories (member × epoch) from metrics.csv."""
-    with open(path / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    keys = sorted({(int(r["setting"]), int(r["seed"])) for r in rows})
+    """Members ({"setting", "seed"} arrays) and histories (member × epoch) from metrics.csv.
+
+    ValueError naming the file when it is not whole: a torn last line (the file is written
+    atomically and ends with a newline, so a copy or a disk cut short shows), a row that lacks a
+    value or holds one that is not a number, a member without every epoch."""
+    file = Path(path) / "metrics.csv"
+    with open(file, "rb") as f:
+        raw = f.read()
+    if raw and not raw.endswith(b"\n"):
+        raise ValueError(f"{file} is torn: its last line is cut short (a copy or a write that did not "
+                         f"finish); write it again (experiments.sweep --resume) or restore it")
+    try:
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{file} cannot be read as CSV ({e})") from None
+    if not rows:
+        raise ValueError(f"{file} holds no rows")
+    parsed = []
+    for line, r in enumerate(rows, start=2):
+        try:
+            key = (int(r["setting"]), int(r["seed"]), int(r["epoch"]))
+            parsed.append((key, {m: float(r[m]) for m in sweep.METRICS}))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{file}, line {line}: not a whole row of setting, seed, epoch and "
+                             f"{', '.join(sweep.METRICS)}") from None
+    keys = sorted({k[:2] for k, _ in parsed})
     index = {k: i for i, k in enumerate(keys)}
-    epochs = max(int(r["epoch"]) for r in rows)
+    epochs = max(k[2] for k, _ in parsed)
+    if len({k for k, _ in parsed}) != len(keys) * epochs or min(k[2] for k, _ in parsed) < 1:
+        raise ValueError(f"{file} is incomplete: {len(keys)} members x {epochs} epochs need "
+                         f"{len(keys) * epochs} rows, one each, it holds {len(parsed)}")
     history = {m: np.full((len(keys), epochs), np.nan) for m in sweep.METRICS}
-    for r in rows:
-        i, e = index[(int(r["setting"]), int(r["seed"]))], int(r["epoch"]) - 1
+    for (setting, seed, epoch), values in parsed:
         for m in sweep.METRICS:
-            history[m][i, e] = float(r[m])
+            history[m][index[(setting, seed)], epoch - 1] = values[m]
     members = {"setting": np.array([k[0] for k in keys]), "seed": np.array([k[1] for k in keys])}
     return members, history
 

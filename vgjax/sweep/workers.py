@@ -152,6 +152,9 @@ def _worker_main(queue: Any, worker: int, spec: SweepSpec, members: Members, off
                  done: Mapping[tuple[int, int], dict] | None) -> None:
     """Entry point of one worker process: pin to CPU cores, train its members, send every
     finished chunk and the history."""
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:  # a worker outlives no parent (kill -9 of it)
+        pool.end_with_parent(parent.pid)
     try:
         runtime.pin_cpu_threads(threads, cores=cores)  # before this process' first JAX computation
         phases = build_phases(spec.config, epochs)
