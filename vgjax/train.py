@@ -230,7 +230,7 @@ class Engine:
 def make_engine(config: Config, model: MLP, tx: optax.GradientTransformation,
                 diagnostics: Callable | None = None, frozen_stats: tuple[str, ...] = ()) -> Engine:
     return Engine(model=model, tx=tx, batch_size=config.batch_size,
-                  eval_batch_size=config.eval_batch_size, l1=config.l1, l2=config.l2,
+                  eval_batch_size=config.evaluation_batch_size(), l1=config.l1, l2=config.l2,
                   regularize_bias=config.regularize_bias, frozen_stats=tuple(frozen_stats),
                   diagnostics=diagnostics, precision=config.precision, unroll=config.unroll)
 
