@@ -64,13 +64,19 @@ def build(config) -> keras.Model:
     return keras.Model(inputs, logits)
 
 
-def submodels(sizes, init_std: float = 0.05) -> list[keras.Sequential]:
-    """Remedy 6's sub-models, built once with one shared initializer object."""
+def submodels(sizes, init_std: float = 0.05, norm: str = "none") -> list[keras.Sequential]:
+    """Remedy 6's sub-models, built once with one shared initializer object; with
+    ``norm="batchnorm"`` a BatchNormalization layer before every hidden Dense, inside its sub-model
+    (so freezing a sub-model freezes its BatchNorm layers too)."""
     init = keras.initializers.RandomNormal(mean=0.0, stddev=init_std)
     out, first = [], 1
     for k, n in enumerate(sizes, start=1):
-        layers = [keras.layers.Dense(WIDTH, activation="sigmoid", kernel_initializer=init, name=f"hidden_{i}")
-                  for i in range(first, first + n)]
+        layers = []
+        for i in range(first, first + n):
+            if norm == "batchnorm":
+                layers.append(keras.layers.BatchNormalization(name=f"norm_{i}"))
+            layers.append(keras.layers.Dense(WIDTH, activation="sigmoid", kernel_initializer=init,
+                                             name=f"hidden_{i}"))
         out.append(keras.Sequential(layers, name=f"sub_{k}"))
         first += n
     return out

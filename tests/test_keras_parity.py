@@ -139,17 +139,25 @@ def test_training_steps_match_keras(arrays, method):
                 steps=FLOAT64_STEPS[method])
 
 
-def test_staged_runs_match_keras(arrays):
+@pytest.mark.parametrize("norm", ["none", "batchnorm"])
+def test_staged_runs_match_keras(arrays, norm):
     """Runs 2 (sub-model 1 frozen) and 3 (unfrozen) of remedy 6, each a new model with a new
-    output layer, trained after run 1's weights carried over."""
+    output layer, trained after run 1's weights carried over. With BatchNorm in the sub-models
+    (a variant): Keras 3 runs a frozen sub-model's BatchNormalization in inference mode (moving
+    statistics, not updated), vgjax's frozen norm layers must too; run 1 is trained for a few
+    steps first, so that the moving statistics differ from a batch's own."""
     x_u8, y = arrays
-    config = get_config("freeze")
+    config = get_config("freeze", norm=norm)
     table = stage_table(config)
     run1, run2, run3 = table.stages[:3]
     assert (run2.stacked, run2.frozen, run3.stacked, run3.frozen) == ((1, 2), (1,), (1, 2), ())
     kr.seed(0)
-    subs = kr.submodels(table.sizes)
-    state = setup_stage(config, table, run1, None).state
+    subs = kr.submodels(table.sizes, norm=norm)
+    setup = setup_stage(config, table, run1, None)
+    state = setup.state
+    if norm == "batchnorm":
+        _, state, _ = vgjax_steps(config, setup.engine, state, x_u8, y, steps=20)
+        assert not np.allclose(np.asarray(state.batch_stats["norm_1"]["mean"]), 0)
     for run in (run2, run3):
         setup = setup_stage(config, table, run, state)
         # a new Dense(10) with Keras' defaults, not the previous run's output layer
@@ -202,3 +210,26 @@ def test_the_benchmarks_keras_side_reshuffles_every_epoch():
     assert all(sorted(o) == list(range(1000)) for o in orders)
     assert not any(np.array_equal(a, b) for i, a in enumerate(orders) for b in orders[i + 1:])
     assert not np.array_equal(orders[0], bench.keras_epoch_orders(1, 1000, 1)[0])
+
+
+def test_the_batch_statistics_layer_is_evaluated_as_keras_does(arrays):
+    """custom_norm's layer standardises with the statistics of the batch it is given, so its
+    validation metrics depend on the evaluation batch: by default vgjax evaluates it in batches of
+    the fit batch size (32), as Keras' ``fit`` evaluates validation data (``validation_batch_size``
+    defaults to ``batch_size``, itself 32) and ``evaluate`` does; the last batch is partial (17 rows)."""
+    x_u8, y = arrays
+    config = get_config("custom_norm")
+    assert config.evaluation_batch_size() == config.batch_size == 32
+    assert get_config("batchnorm").evaluation_batch_size() == 2000  # moving statistics: no dependence
+    model, tx = build_model(config), make_optimizer(config)
+    engine = make_engine(config, model, tx)
+    _, state, _ = vgjax_steps(config, engine, create_train_state(model, tx, jax.random.PRNGKey(0)), x_u8, y,
+                              steps=30)
+    vg = jax.device_get(jax.jit(engine.evaluate)(state, jnp.asarray(x_u8), jnp.asarray(y)))
+    kr.seed(0)
+    keras_model = kr.compile_model(kr.build(config), config)
+    kr.set_from_vgjax(keras_model, jax.tree_util.tree_map(np.asarray, state.params))
+    pixels = np.asarray(jax.jit(scale_pixels)(jnp.asarray(x_u8)))
+    ke = keras_model.evaluate(pixels, y, verbose=0, return_dict=True)
+    np.testing.assert_allclose(float(vg["loss"]), ke["loss"], rtol=LOSS_RTOL)
+    assert abs(float(vg["accuracy"]) - ke["accuracy"]) <= 1 / len(y)

@@ -159,3 +159,21 @@ def test_a_run_dir_written_as_json_lines(runs):
     # the files the figures come from are the ones the runner wrote
     first = json.loads((runs / "freeze" / "history.jsonl").read_text().splitlines()[0])
     assert first["stage"] == 1 and "grad_norm/hidden_1" in first
+
+
+def test_the_plot_command_draws_the_results_pages_density_figure(tmp_path, capsys):
+    """docs/results/explainers/normal_densities.png (study.md §7: Normal(0, std) for std 0.05, 1 and
+    10) is what ``python -m experiments.plot --explainers --out docs/results/explainers`` draws, and
+    the results page shows it."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert plot_cli.main(["--explainers", "--out", str(tmp_path)]) == 0
+    drawn = tmp_path / "normal_densities.png"
+    assert str(drawn) in capsys.readouterr().out.splitlines()
+    assert_png(drawn, min_w=1000)
+    committed = root / "docs" / "results" / "explainers" / "normal_densities.png"
+    assert plots.png_size(committed) == plots.png_size(drawn)
+    page = (root / "docs" / "results.md").read_text()
+    assert "](results/explainers/normal_densities.png)" in page
+    assert "python -m experiments.plot --explainers --out docs/results/explainers" in page

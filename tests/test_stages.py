@@ -162,3 +162,33 @@ def test_output_layer_is_reinitialised_only_when_its_shape_changes():
     # the original's policy: a new output layer every stage, hidden layers carried
     new_output = stages.carry_over(fresh, prev_same, keep_output=False)
     assert new_output["output"]["kernel"].sum() == 0 and new_output["hidden_1"]["kernel"].sum() == 784 * 64
+
+
+def test_every_stage_draws_its_new_hidden_layers_from_the_runs_one_shared_draw():
+    """The original builds its sub-models once with one initializer object, whose draw repeats: the
+    hidden layers a stage adds start as hidden_2 of the first stage (and as hidden_1's first 128
+    rows), not from a draw of the stage's own key. The carried layers are shifted by 1 before each
+    stage, so a fresh layer is told apart from a carried one."""
+    cfg = Config(stages="default", epochs_scale=0.01, seed=3)
+    table = stage_table(cfg)
+    first = setup_stage(cfg, table, table.stages[0], None).state
+    draw = np.asarray(first.params["hidden_2"]["kernel"])
+    np.testing.assert_array_equal(np.asarray(first.params["hidden_1"]["kernel"])[:128], draw)
+    other_seed = setup_stage(cfg.replace(seed=4), table, table.stages[0], None).state
+    assert not np.array_equal(np.asarray(other_seed.params["hidden_2"]["kernel"]), draw)
+    previous, checked = first, set()
+    for stage in table.stages[1:]:
+        shifted = previous.replace(params={n: jax.tree_util.tree_map(lambda a: a + 1.0, p)
+                                           for n, p in previous.params.items()})
+        state = setup_stage(cfg, table, stage, shifted).state
+        for name, p in state.params.items():
+            if name == "output":
+                continue
+            kernel = np.asarray(p["kernel"])
+            if name in previous.params:  # carried over
+                np.testing.assert_array_equal(kernel, np.asarray(previous.params[name]["kernel"]) + 1.0)
+            else:
+                np.testing.assert_array_equal(kernel, draw, err_msg=f"stage {stage.index} {name}")
+                checked.add(name)
+        previous = state
+    assert checked == {f"hidden_{i}" for i in range(3, 8)}

@@ -75,13 +75,16 @@ def test_every_stage_starts_each_seed_as_the_single_run(stage_output):
         assert not np.array_equal(before["output"]["kernel"], after["output"]["kernel"])
 
 
-def test_seed_k_of_a_staged_sweep_is_the_staged_run(tmp_path):
+@pytest.mark.parametrize("norm", ["none", "batchnorm"])
+def test_seed_k_of_a_staged_sweep_is_the_staged_run(tmp_path, norm):
     """The whole staged sweep (chunks of one and of two members) against runner.train_and_evaluate
-    of seed 2 on the first N_TRAIN images: every epoch of every stage."""
+    of seed 2 on the first N_TRAIN images: every epoch of every stage. With BatchNorm, stage 2's
+    frozen norm layers normalise with their moving statistics in both."""
+    config = CONFIG.replace(norm=norm)
     data = synthetic()
-    spec = sweep.SweepSpec(CONFIG, seeds=SEEDS)
+    spec = sweep.SweepSpec(config, seeds=SEEDS)
     results = [sweep.run_sweep(spec, data, chunk=c, devices=jax.local_devices()[:1]) for c in (1, 2)]
-    run = runner.train_and_evaluate(CONFIG.replace(seed=SEEDS[1]), tmp_path / "run", data)
+    run = runner.train_and_evaluate(config.replace(seed=SEEDS[1]), tmp_path / "run", data)
     assert [r["stage"] for r in run.history] == [1, 1, 2, 2, 3, 3]
     single = {m: np.asarray([r[m] for r in run.history], np.float32)[None] for m in sweep.METRICS}
     for res in results:

@@ -19,6 +19,9 @@ from typing import Any
 
 GROUPS = ("model", "optimizer", "protocol", "bookkeeping")
 NORMS = ("none", "batchnorm", "standardize", "standardize_feature")
+# normalisations whose output in evaluation depends on the evaluation batch (its own statistics)
+BATCH_STAT_NORMS = ("standardize", "standardize_feature")
+LARGE_EVAL_BATCH = 2000  # rows per evaluation batch of the other models
 INIT_DRAWS = ("shared", "independent")
 BIAS_INITS = ("zeros", "torch")
 STAGE_OUTPUTS = ("fresh", "keep")
@@ -118,7 +121,12 @@ class Config:
     epochs: int = _f(300, "protocol", "epochs (300 in the seed protocol)")
     seed: int = _f(0, "protocol", "random seed")
     train_limit: int | None = _f(None, "protocol", "use only the first N training images (quick runs)")
-    eval_batch_size: int = _f(2000, "protocol", "rows per evaluation batch (no effect on the results)")
+    # None: Keras' fit (validation_batch_size defaults to the fit batch size) where a layer uses the
+    # batch's own statistics in evaluation, else 2000 rows (see Config.evaluation_batch_size)
+    eval_batch_size: int | None = _f(None, "protocol", "rows per evaluation batch [default: the batch size with "
+                                     "--norm standardize/standardize_feature, whose output depends on the batch "
+                                     "(Keras evaluates validation data in batches of the fit batch size), else "
+                                     "2000; then it only changes the summation order]")
     precision: str = _f("highest", "protocol", "precision of the matrix products: highest (float32, reproducible) "
                         "or default (the platform's fast path: TF32 on GPUs, bfloat16 passes on TPUs)")
     unroll: int = _f(1, "protocol", "training steps per loop iteration of the compiled epoch (lax.scan's "
@@ -151,6 +159,16 @@ class Config:
 
     def __post_init__(self) -> None:
         validate(self)
+
+    def evaluation_batch_size(self) -> int:
+        """Rows per evaluation batch: ``eval_batch_size``, or by default the training batch size
+        where the model normalises with the batch's own statistics (:data:`BATCH_STAT_NORMS`; so the
+        validation metrics are Keras' ``fit``'s, which evaluates in batches of the fit batch size),
+        else 2000 (the metrics do not depend on it but for the summation order, and large batches
+        evaluate faster)."""
+        if self.eval_batch_size is not None:
+            return self.eval_batch_size
+        return self.batch_size if self.norm in BATCH_STAT_NORMS else LARGE_EVAL_BATCH
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -248,7 +266,7 @@ def _validate_rest(c: Config) -> None:
            "train_limit")
     _check(c.epochs_scale > 0, f"epochs scale must be > 0, got {c.epochs_scale}", "epochs_scale")
     _check_choice(c.stage_output, STAGE_OUTPUTS, "stage output policy", "stage_output")
-    _check(c.eval_batch_size >= 1, "eval batch size must be >= 1", "eval_batch_size")
+    _check(c.eval_batch_size is None or c.eval_batch_size >= 1, "eval batch size must be >= 1", "eval_batch_size")
     _check_choice(c.precision, PRECISIONS, "precision", "precision")
     _check(c.unroll >= 1, f"unroll must be >= 1, got {c.unroll}", "unroll")
     _check(c.checkpoint_every >= 0, "checkpoint interval must be >= 0", "checkpoint_every")

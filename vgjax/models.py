@@ -62,10 +62,15 @@ class MLP(nn.Module):
         bias_init = inits.torch_bias(h.shape[-1]) if self.bias_init == "torch" else nn.initializers.zeros
         return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, name=name)(h)
 
-    def _normalise(self, h: jax.Array, i: int, train: bool, mask: jax.Array | None) -> jax.Array:
+    def _normalise(self, h: jax.Array, i: int, train: bool, mask: jax.Array | None,
+                   frozen: tuple[str, ...] = ()) -> jax.Array:
         if self.norm == "batchnorm":
-            bn = nn.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_eps, name=f"norm_{i}")
-            return bn(h, use_running_average=not train, mask=None if mask is None else mask[:, None])
+            name = f"norm_{i}"
+            bn = nn.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_eps, name=name)
+            # a frozen BatchNorm layer runs in inference mode even in training, as Keras 3's
+            # BatchNormalization with trainable=False: its moving statistics, which do not move
+            inference = not train or name in frozen
+            return bn(h, use_running_average=inference, mask=None if mask is None else mask[:, None])
         if self.norm in ("standardize", "standardize_feature"):
             std = layers.Standardize(per_feature=self.norm == "standardize_feature",
                                      eps=self.norm_eps, name=f"norm_{i}")
@@ -74,11 +79,13 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None,
-                 beta: jax.Array | float | None = None) -> jax.Array:
+                 beta: jax.Array | float | None = None, frozen: tuple[str, ...] = ()) -> jax.Array:
         """Logits for a batch ``x`` of float inputs in [0, 1].
 
         ``mask`` marks the valid rows of a padded batch (normalisation statistics ignore the
-        rest); ``beta`` overrides the module's beta with a traced value (used by sweeps).
+        rest); ``beta`` overrides the module's beta with a traced value (used by sweeps);
+        ``frozen`` names the BatchNorm layers (``norm_i``) of frozen sub-models, which use their
+        moving statistics also when ``train`` (staged training, docs/study.md §4.6).
         """
         validate_skips(self.skips, self.depth)
         act = layers.get_activation(self.activation)
@@ -90,7 +97,7 @@ class MLP(nn.Module):
         outputs: dict[int, jax.Array] = {}
         h = x
         for i in range(1, self.depth + 1):
-            h = self._normalise(h, i, train, mask)
+            h = self._normalise(h, i, train, mask, frozen)
             h = self._dense(h, self.width, hidden_init, f"hidden_{i}")
             h = act(h, beta)
             if self.dropout > 0:

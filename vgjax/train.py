@@ -115,7 +115,8 @@ class Engine:
     l1: float = 0.0
     l2: float = 0.0
     regularize_bias: bool = False
-    # BatchNorm layers whose running statistics must not move (frozen in staged training)
+    # BatchNorm layers of frozen sub-models (staged training): in training they normalise with
+    # their moving statistics, which do not move (Keras 3's BatchNormalization, trainable=False)
     frozen_stats: tuple[str, ...] = ()
     # extra per-epoch diagnostics: f(engine, state_before, state_after, step_outputs) -> dict
     diagnostics: Callable | None = None
@@ -144,7 +145,7 @@ class Engine:
         if train and self.uses_batch_stats:
             logits, updates = self.model.apply(variables, x, train=True, mask=mask,
                                                beta=hparams["beta"], rngs=rngs,
-                                               mutable=["batch_stats"])
+                                               mutable=["batch_stats"], frozen=self.frozen_stats)
             return logits, updates["batch_stats"]
         logits = self.model.apply(variables, x, train=train, mask=mask, beta=hparams["beta"],
                                   rngs=rngs)
@@ -254,7 +255,7 @@ def exact_ratios(metrics: dict, prefix: str = "") -> dict:
 def make_engine(config: Config, model: MLP, tx: optax.GradientTransformation,
                 diagnostics: Callable | None = None, frozen_stats: tuple[str, ...] = ()) -> Engine:
     return Engine(model=model, tx=tx, batch_size=config.batch_size,
-                  eval_batch_size=config.eval_batch_size, l1=config.l1, l2=config.l2,
+                  eval_batch_size=config.evaluation_batch_size(), l1=config.l1, l2=config.l2,
                   regularize_bias=config.regularize_bias, frozen_stats=tuple(frozen_stats),
                   diagnostics=diagnostics, precision=config.precision, unroll=config.unroll)
 

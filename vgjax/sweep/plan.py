@@ -38,7 +38,7 @@ def member_bytes(program: SweepProgram, n_train: int = 60000) -> int:
     state = _tree_bytes(jax.eval_shape(program.init_member, hp))
     units = INPUT_DIM + c.depth * c.width + NUM_CLASSES
     train = 3 * 4 * c.batch_size * units
-    evaluate = 2 * 4 * c.eval_batch_size * (units - INPUT_DIM)
+    evaluate = 2 * 4 * c.evaluation_batch_size() * (units - INPUT_DIM)
     steps = math.ceil(n_train / c.batch_size)
     return 4 * state + train + evaluate + 4 * steps * (c.depth + 5)
 
