@@ -84,7 +84,7 @@ def torch_steps(config, params0, x_u8, y, batches, dtype=np.float32):
     if dtype == np.float64:
         net = net.double()
     tr.set_from_vgjax(net, params0)
-    opt = tr.optimizer(config.optimizer, net.parameters(), config)
+    opt = tr.optimizer(config.optimizer, net.parameters(), config.lr)
     pixels = np.asarray(jax.jit(scale_pixels)(jnp.asarray(x_u8))).astype(dtype)
     losses = tr.train_batches(net, opt, pixels, y, batches)
     return np.array(losses), tr.get_params(net)
