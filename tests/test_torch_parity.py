@@ -167,3 +167,21 @@ def test_adopt_steps_match_torch(arrays):
     config = _config("optimizers_adopt")
     compare(config, *arrays, param_tol=2e-3, displacement=False)
     compare(config, *arrays, float64=True, param_tol=1e-9, loss_tol=1e-9)
+
+
+def test_earlier_runs_read_back_as_the_forms_they_ran():
+    """The committed 300-epoch runs of the optimizers_* methods were trained with the from-scratch
+    forms and optax's ADOPT before the methods moved to PyTorch's: their config.json names them, and
+    reading it back gives those forms, not the methods' new defaults."""
+    import json
+    from pathlib import Path
+
+    from vgjax.config import Config
+
+    study = Path(__file__).resolve().parents[1] / "docs" / "results" / "study"
+    ran = {m: Config.from_dict(json.loads((study / m / "config.json").read_text())) for m in method_names("optimizers")}
+    assert {m: c.optimizer for m, c in ran.items()} == {
+        "optimizers_sgd": "sgd", "optimizers_momentum": "scratch_momentum", "optimizers_rmsprop": "scratch_rmsprop",
+        "optimizers_adam": "scratch_adam", "optimizers_adopt": "adopt"}
+    assert all(c != get_config(m, epochs=c.epochs, seed=c.seed) for m, c in ran.items() if m != "optimizers_sgd")
+    assert ran["optimizers_adopt"].b2 == 0.999 and get_config("optimizers_adopt").b2 == 0.9999
