@@ -129,6 +129,31 @@ def ref_scratch_adam(s, w, g, t, c):  # docs/study.md §5: V_hat / (sqrt(S_hat) 
     return s, w - c.lr * (m / (1 - hp["b1"] ** t)) / (np.sqrt(v / (1 - hp["b2"] ** t)) + hp["eps"])
 
 
+def ref_torch_momentum(s, w, g, t, c):  # torch.optim.SGD(momentum=mu): b = mu b + g, undamped
+    s["b"] = c.momentum * s.get("b", 0.0) + g
+    return s, w - c.lr * s["b"]
+
+
+def ref_torch_rmsprop(s, w, g, t, c):  # torch.optim.RMSprop: alpha = rho, eps outside the root
+    v = _ema(s, "v", c.rho, g * g)
+    return s, w - c.lr * g / (np.sqrt(v) + c.eps)
+
+
+def ref_torch_adam(s, w, g, t, c):  # torch.optim.Adam: eps added to sqrt(v) / sqrt(1 - b2^t)
+    m, v = _ema(s, "m", c.b1, g), _ema(s, "v", c.b2, g * g)
+    return s, w - c.lr / (1 - c.b1 ** t) * m / (np.sqrt(v) / np.sqrt(1 - c.b2 ** t) + c.eps)
+
+
+def ref_adopt_ref(s, w, g, t, c):  # ADOPT's reference: v = g^2 first; clip (t - 1)^(1/4); no eps floor
+    if t == 1:
+        s["v"], s["m"] = g * g, np.zeros_like(g)
+        return s, w
+    n = np.clip(g / np.maximum(np.sqrt(s["v"]), c.eps), -(t - 1) ** 0.25, (t - 1) ** 0.25)
+    s["m"] = s["m"] + (1 - c.b1) * (n - s["m"])
+    s["v"] = c.b2 * s["v"] + (1 - c.b2) * g * g
+    return s, w - c.lr * s["m"]
+
+
 # registry name -> the rule it must follow. One line per entry.
 REFERENCE = {
     "sgd": ref_sgd,
@@ -144,6 +169,11 @@ REFERENCE = {
     "scratch_momentum": ref_scratch_momentum,
     "scratch_rmsprop": ref_scratch_rmsprop,
     "scratch_adam": ref_scratch_adam,
+    "torch_sgd": ref_sgd,
+    "torch_momentum": ref_torch_momentum,
+    "torch_rmsprop": ref_torch_rmsprop,
+    "torch_adam": ref_torch_adam,
+    "adopt_ref": ref_adopt_ref,
 }
 
 

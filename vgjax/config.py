@@ -42,7 +42,8 @@ NAMES: dict[str, list[str]] = {
                     "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "orthogonal", "zeros", "ones",
                     "constant"],
     "optimizer": ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adam_optax", "adamw", "adopt", "adagrad",
-                  "scratch_gd", "scratch_momentum", "scratch_rmsprop", "scratch_adam"],
+                  "scratch_gd", "scratch_momentum", "scratch_rmsprop", "scratch_adam",
+                  "torch_sgd", "torch_momentum", "torch_rmsprop", "torch_adam", "adopt_ref"],
 }
 
 # Configs written before the fidelity fields existed describe the earlier models: output layer

@@ -9,6 +9,10 @@ The study's optimizers follow Keras' formulas (docs/study.md, "Framework semanti
   vanishing network, the two differ: Keras' effective epsilon is ``eps / sqrt(1 - b2^t)``, about
   30x larger at step 1 (measured in docs/results.md, "Parity with Keras").
 - ``rmsprop`` is Keras' RMSprop: ``w -= lr * g / sqrt(v + eps)`` (epsilon inside the root).
+
+PyTorch's optimizers (``torch_sgd``, ``torch_momentum``, ``torch_rmsprop``, ``torch_adam``) and
+ADOPT's reference form (``adopt_ref``) are in :mod:`vgjax.torch_optim`; ``adopt`` is optax's
+``contrib.adopt`` with Config's b2 and eps (at least 1e-6), the form of the earlier §5 runs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vgjax import scratch
+from vgjax import scratch, torch_optim
 from vgjax.config import NAMES, Config, ConfigError, check_name, register_name
 
 # name -> (config, learning_rate) -> GradientTransformation. learning_rate may be a traced
@@ -70,6 +74,16 @@ _FACTORIES: dict[str, Factory] = {
 # the from-scratch optimizers of docs/study.md §5 (``scratch_gd`` …) from :mod:`vgjax.scratch`
 for _name, _make in scratch.OPTIMIZERS.items():
     _FACTORIES[_name] = lambda c, lr, make=_make: make(learning_rate=lr)
+
+
+# PyTorch's forms (docs/study.md §5's network, the optimizers_* methods) from :mod:`vgjax.torch_optim`
+_FACTORIES.update({
+    "torch_sgd": lambda c, lr: torch_optim.torch_sgd(lr),
+    "torch_momentum": lambda c, lr: torch_optim.torch_momentum(lr, momentum=c.momentum),
+    "torch_rmsprop": lambda c, lr: torch_optim.torch_rmsprop(lr, alpha=c.rho, eps=c.eps),
+    "torch_adam": lambda c, lr: torch_optim.torch_adam(lr, b1=c.b1, b2=c.b2, eps=c.eps),
+    "adopt_ref": lambda c, lr: torch_optim.adopt_ref(lr, b1=c.b1, b2=c.b2, eps=c.eps),
+})
 
 
 def optimizer_names() -> tuple[str, ...]:
