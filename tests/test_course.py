@@ -67,6 +67,7 @@ def test_the_verdict_names_the_one_protocol_that_fits_every_figure():
     assert "**The course's protocol: batch 512, raw 0-255.**" in text and "inside no other" in text
     assert "batch 32" not in text.split("\n")[0]
     assert course.candidate_protocols(rows) == [(512, "raw")]
+    assert text.endswith("3 of the 3 inside the spread of batch 512, raw 0-255, no other protocol measured does as well.")
 
 
 def test_no_protocol_fits_when_each_misses_one_figure_and_the_figures_say_which_fits():
@@ -79,7 +80,10 @@ def test_no_protocol_fits_when_each_misses_one_figure_and_the_figures_say_which_
     by_fig = {f.key: line for f, line in zip(course.FIGURES, lines[1:])}
     assert "inside the spread of batch 128, x / 255 (1 of the 2" in by_fig["std1"]
     assert "inside the spread of batch 512, raw 0-255 (1 of the 2" in by_fig["adam"]
-    assert course.candidate_protocols(a + b) == [(512, "raw")]
+    assert course.candidate_protocols(a + b) == [(512, "raw")]  # it fits all three epoch-1 figures, b two
+    c = [row("adam", 64, "raw", 0.5, 0.01), row("batchnorm", 64, "raw", 1.7638, 0.01),
+         row("skip", 64, "raw", 2.2641, 0.01), row("skip", 32, "raw", 2.2641, 0.01)]
+    assert course.candidate_protocols(b[1:] + c) == [(128, "scaled"), (64, "raw")]  # two figures each, the most
 
 
 def test_a_cut_run_and_an_unmeasured_figure_never_count_as_a_fit():

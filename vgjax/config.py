@@ -37,6 +37,10 @@ PIXEL_DIVISORS = {"scaled": 255.0, "raw": 1.0}
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "keras": {"batch_size": 32, "pixels": "scaled"},  # the original Keras code: fit()'s default batch, x / 255
     "torch": {"batch_size": 512, "pixels": "scaled"},  # the optimizer exercise's PyTorch loader (docs/study.md §5)
+    # the course's own figures (its quiz): the epoch-1 ones of Adam, BatchNorm and skip paths all lie
+    # inside vgjax's seed spread at batch 512 with raw pixels, at no other protocol measured
+    # (docs/results/course/report.md)
+    "course": {"batch_size": 512, "pixels": "raw"},
 }
 
 # The names of vgjax.layers.ACTIVATIONS, vgjax.inits' and vgjax.optim's registries (a test checks
