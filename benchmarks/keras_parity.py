@@ -61,14 +61,18 @@ def keras_epoch_orders(seed: int, n: int, epochs: int) -> list[np.ndarray]:
     return [rng.permutation(n) for _ in range(epochs)]
 
 
-def keras_histories(method: str, seeds: list[int], epochs: int, arrays) -> list[list[dict]]:
+def keras_histories(method: str, seeds: list[int], epochs: int, arrays, batch_size: int | None = None,
+                    pixels: str = "scaled") -> list[list[dict]]:
+    """The original Keras code's histories; ``batch_size`` (default: the method's) and ``pixels``
+    ("scaled": x / 255, "raw": 0-255) as vgjax's Config fields."""
     from vgjax.methods import get_config
     from tests import keras_reference as kr
 
-    x, xt = arrays.x_train / 255.0, arrays.x_test / 255.0  # as the original: float64, cast by Keras
+    divisor = 255.0 if pixels == "scaled" else 1.0
+    x, xt = arrays.x_train / divisor, arrays.x_test / divisor  # as the original: float64, cast by Keras
     out = []
     for seed in seeds:
-        config = get_config(method)
+        config = get_config(method, batch_size=batch_size, pixels=pixels)
         kr.seed(1000 + seed)  # Keras' own initialisation
         model = kr.compile_model(kr.build(config), config)
         hist = []

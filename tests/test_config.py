@@ -33,7 +33,7 @@ NON_DEFAULT = {
     "checkpoint_every": ("3", 3), "best_checkpoint": (None, False), "monitor": ("val_loss", "val_loss"),
     "mode": ("min", "min"), "early_stop": ("val_loss", "val_loss"), "patience": ("2", 2), "min_delta": ("0.01", 0.01),
     "restore_best": (None, True), "precision": ("default", "default"), "async_checkpoints": (None, False),
-    "unroll": ("4", 4),
+    "unroll": ("4", 4), "pixels": ("raw", "raw"), "protocol": ("torch", "torch"),
     "tensorboard": (None, True),
 }
 NOT_A_FLAG = {"method": "--method names the method", "init_from": "needs a saved run (tests/test_toolbox.py)"}

@@ -52,6 +52,9 @@ def test_committed_reports_regenerate_from_their_files(name, tmp_path, request):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         module.regenerate(dst)
+    elif name == "course":  # experiments.course report (from figures.csv and original_table.csv)
+        from experiments import course
+        course.main(["report", "--out", str(dst)])
     elif name == "escape":  # experiments.escape report, whose theory part reads the data
         arrays = data.load(request.getfixturevalue("fashion_mnist_dir"))
         escape.write_escape_report(dst / "sweep", dst, arrays)

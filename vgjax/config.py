@@ -32,6 +32,19 @@ PRECISIONS = ("highest", "default")
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "reg_loss")  # what a hook may monitor
 # ``output_init`` names an initializer, or this value: "the hidden layers' initializer"
 OUTPUT_INIT_HIDDEN = "hidden"
+# pixel values the model sees: "scaled" x / 255 in [0, 1] (the original's ``x / 255``), or "raw"
+# 0-255 as the course's hint code leaves them (``load_data()`` reshaped, not divided)
+PIXELS = ("scaled", "raw")
+PIXEL_DIVISORS = {"scaled": 255.0, "raw": 1.0}
+# named protocols (``--protocol NAME``): the batch size and pixel scaling each sets together
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "keras": {"batch_size": 32, "pixels": "scaled"},  # the original Keras code: fit()'s default batch, x / 255
+    "torch": {"batch_size": 512, "pixels": "scaled"},  # the optimizer exercise's PyTorch loader (docs/study.md §5)
+    # the course's own figures (its quiz): the epoch-1 ones of Adam, BatchNorm and skip paths all lie
+    # inside vgjax's seed spread at batch 512 with raw pixels, at no other protocol measured
+    # (docs/results/course/report.md)
+    "course": {"batch_size": 512, "pixels": "raw"},
+}
 
 # The names of vgjax.layers.ACTIVATIONS, vgjax.inits' and vgjax.optim's registries (a test checks
 # that they agree); register_initializer / register_optimizer add a user's names through register_name.
@@ -67,6 +80,21 @@ def register_name(kind: str, name: str) -> None:
     """Make ``name`` a valid value of the ``kind`` registry ("activation", "initializer", "optimizer")."""
     if name not in NAMES[kind]:
         NAMES[kind].append(name)
+
+
+def apply_protocol(values: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with ``values["protocol"]``'s settings (:data:`PROTOCOLS`) put in: a protocol's
+    batch size and pixels replace a method's own. ``given`` are the values a user set explicitly:
+    one that disagrees with the protocol is a ConfigError (field "protocol")."""
+    name = values.get("protocol")
+    if name is None:
+        return values
+    _check_choice(name, tuple(PROTOCOLS), "protocol", "protocol")
+    for field, value in PROTOCOLS[name].items():
+        if field in given and given[field] is not None and given[field] != value:
+            raise ConfigError(f"protocol {name} sets {field} {value}, but {field} {given[field]} is given as "
+                              "well: drop one of them", "protocol")
+    return {**values, **PROTOCOLS[name]}
 
 
 def check_name(kind: str, name: str, field: str | None = None) -> None:
@@ -122,6 +150,12 @@ class Config:
     epochs: int = _f(300, "protocol", "epochs (300 in the seed protocol)")
     seed: int = _f(0, "protocol", "random seed")
     train_limit: int | None = _f(None, "protocol", "use only the first N training images (quick runs)")
+    pixels: str = _f("scaled", "protocol", "pixel values the model sees: scaled (x / 255, in [0, 1]) or raw "
+                     "(0-255, as the course's hint code leaves them)")
+    protocol: str | None = _f(None, "protocol", "a named protocol that sets the batch size and --pixels together: "
+                              + "; ".join(f"{n}: batch {v['batch_size']}, pixels {v['pixels']}"
+                                          for n, v in PROTOCOLS.items())
+                              + ". --batch-size / --pixels given as well must agree with it (else an error)")
     # None: Keras' fit (validation_batch_size defaults to the fit batch size) where a layer uses the
     # batch's own statistics in evaluation, else 2000 rows (see Config.evaluation_batch_size)
     eval_batch_size: int | None = _f(None, "protocol", "rows per evaluation batch [default: the batch size with "
@@ -263,6 +297,12 @@ def _validate_rest(c: Config) -> None:
     _check(c.epochs >= 1, f"epochs must be >= 1, got {c.epochs}", "epochs")
     _check(0 <= c.seed < 2 ** 32, f"give a whole number from 0 to {2 ** 32 - 1} (larger seeds repeat smaller "
            f"ones), got {c.seed}", "seed")
+    _check_choice(c.pixels, PIXELS, "pixel scaling", "pixels")
+    if c.protocol is not None:
+        _check_choice(c.protocol, tuple(PROTOCOLS), "protocol", "protocol")
+        for name, value in PROTOCOLS[c.protocol].items():
+            _check(getattr(c, name) == value, f"protocol {c.protocol} sets {name} {value}, not "
+                   f"{getattr(c, name)}", "protocol")
     _check(c.train_limit is None or c.train_limit >= 1, f"train limit must be >= 1, got {c.train_limit}",
            "train_limit")
     _check(c.epochs_scale > 0, f"epochs scale must be > 0, got {c.epochs_scale}", "epochs_scale")

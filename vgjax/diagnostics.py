@@ -61,7 +61,6 @@ import numpy as np
 
 from vgjax.hooks import Hook
 from vgjax.runlog import RunDir, atomic_write_bytes
-from vgjax.train import scale_pixels
 
 PROBE_SIZE = 512
 SATURATION_THRESHOLD = 0.1  # derivative below this fraction of its maximum counts as saturated
@@ -145,7 +144,7 @@ def pre_activations(engine, state, x: jax.Array) -> dict:
 
 def probe_saturation(engine, state, probe_x_u8, threshold: float = SATURATION_THRESHOLD) -> dict:
     """Saturation per hidden layer on the probe batch at ``state``."""
-    zs = pre_activations(engine, state, scale_pixels(jnp.asarray(probe_x_u8)))
+    zs = pre_activations(engine, state, engine.inputs(jnp.asarray(probe_x_u8)))
     return {name: saturation_fraction(engine.model.activation, z, threshold) for name, z in zs.items()}
 
 
@@ -182,7 +181,7 @@ def make_epoch_diagnostics(config, probe_x_u8: np.ndarray | None = None,
 
 def probe_kernel_grads(engine, state, x_u8: jax.Array, y: jax.Array) -> dict:
     """Kernel gradient of the probe batch's mean training loss at ``state``, by layer."""
-    x = scale_pixels(x_u8)
+    x = engine.inputs(x_u8)
     mask = jnp.ones((x.shape[0],), bool)
 
     def objective(params):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vgjax.config import Config, ConfigError
+from vgjax.config import Config, ConfigError, apply_protocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +88,11 @@ def method_names(group: str | None = None) -> list[str]:
 
 
 def get_config(method: str, **overrides) -> Config:
-    """The config of a named method, with user overrides applied on top."""
+    """The config of a named method, with user overrides applied on top; an override ``protocol``
+    sets its batch size and pixels (:func:`vgjax.config.apply_protocol`)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; run with --list to see the methods")
     values = {"method": method, **METHODS[method].changes}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Config(**values)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    return Config(**apply_protocol(values, given))

@@ -26,7 +26,7 @@ from vgjax import keys, sweep, theory
 from vgjax.config import Config
 from vgjax.models import build_model, init_variables
 from vgjax.optim import make_optimizer
-from vgjax.train import kernel_grad_norms, make_engine, scale_pixels
+from vgjax.train import kernel_grad_norms, make_engine
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 CHI_ACTIVATIONS = ACTIVATIONS + ("sigmoid_beta", "sigmoid_modgrad")  # beta 0.05
@@ -324,7 +324,7 @@ def measure_profile(config, x_u8: np.ndarray, y: np.ndarray, seeds: Sequence[int
     @jax.jit
     def norms(params, stats, xb, yb):
         mask = jnp.ones(xb.shape[0], bool)
-        grads = jax.grad(lambda p: engine.loss(p, stats, hparams, scale_pixels(xb), yb, mask, None)[0])(params)
+        grads = jax.grad(lambda p: engine.loss(p, stats, hparams, engine.inputs(xb), yb, mask, None)[0])(params)
         return kernel_grad_norms(grads)
 
     out: dict[str, list[float]] = {}

@@ -1,7 +1,7 @@
 """The training engine: a train state, one jitted epoch as a ``lax.scan``, evaluation, ``fit``.
 
 Data sits on the device as uint8 for the whole run; each epoch shuffles with a key folded from
-the run key and the epoch number (:mod:`vgjax.keys`), scans over minibatches and scales pixels to [0, 1] per batch.
+the run key and the epoch number (:mod:`vgjax.keys`), scans over minibatches and scales pixels per batch (``Config.pixels``: to [0, 1], or raw 0-255).
 The last minibatch of an epoch may be partial (Keras semantics): it is padded to full size and
 masked, so its loss, gradient and BatchNorm statistics count only the real rows.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from vgjax import keys
-from vgjax.config import Config
+from vgjax.config import PIXEL_DIVISORS, Config
 from vgjax.data import Arrays
 from vgjax.hooks import Hook
 from vgjax.models import MLP, init_variables
@@ -50,8 +50,10 @@ def create_train_state(model: MLP, tx: optax.GradientTransformation, key: jax.Ar
                       hparams={"beta": jnp.asarray(model.beta, jnp.float32)})
 
 
-def scale_pixels(x_u8: jax.Array) -> jax.Array:
-    return x_u8.astype(jnp.float32) / 255.0
+def scale_pixels(x_u8: jax.Array, pixels: str = "scaled") -> jax.Array:
+    """uint8 pixels as the model's float32 inputs: ``x / 255`` ("scaled") or 0-255 ("raw")."""
+    x = x_u8.astype(jnp.float32)
+    return x if pixels == "raw" else x / PIXEL_DIVISORS[pixels]
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -126,6 +128,12 @@ class Engine:
     # training steps per iteration of the epoch's scan (lax.scan's unroll): fewer loop iterations
     # for the device to launch; the same steps in the same order (benchmarks/step_overhead.py)
     unroll: int = 1
+    # the inputs' pixel values (Config.pixels): "scaled" x / 255, or "raw" 0-255
+    pixels: str = "scaled"
+
+    def inputs(self, x_u8: jax.Array) -> jax.Array:
+        """uint8 pixels as this engine's model inputs (:func:`scale_pixels`)."""
+        return scale_pixels(x_u8, self.pixels)
 
     @property
     def uses_batch_stats(self) -> bool:
@@ -163,7 +171,7 @@ class Engine:
         return data_loss + reg, (data_loss, reg, correct, new_stats)
 
     def train_step(self, state: TrainState, x_u8, y, idx, mask, dropout_key):
-        xb, yb = scale_pixels(x_u8[idx]), y[idx]
+        xb, yb = self.inputs(x_u8[idx]), y[idx]
         grad_fn = jax.value_and_grad(self.loss, has_aux=True)
         (_, (data_loss, reg, correct, stats)), grads = grad_fn(
             state.params, state.batch_stats, state.hparams, xb, yb, mask, dropout_key)
@@ -221,7 +229,7 @@ class Engine:
         def body(_, inp):
             b_idx, b_mask = inp
             logits, _ = self.apply(state.params, state.batch_stats, state.hparams,
-                                   scale_pixels(x_u8[b_idx]), train=False, mask=b_mask)
+                                   self.inputs(x_u8[b_idx]), train=False, mask=b_mask)
             w = b_mask.astype(jnp.float32)
             return None, (pairwise_sum(w * cross_entropy(logits, y[b_idx])),
                           jnp.sum(b_mask & (jnp.argmax(logits, -1) == y[b_idx]), dtype=jnp.int32))
@@ -257,7 +265,8 @@ def make_engine(config: Config, model: MLP, tx: optax.GradientTransformation,
     return Engine(model=model, tx=tx, batch_size=config.batch_size,
                   eval_batch_size=config.evaluation_batch_size(), l1=config.l1, l2=config.l2,
                   regularize_bias=config.regularize_bias, frozen_stats=tuple(frozen_stats),
-                  diagnostics=diagnostics, precision=config.precision, unroll=config.unroll)
+                  diagnostics=diagnostics, precision=config.precision, unroll=config.unroll,
+                  pixels=config.pixels)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
