@@ -444,15 +444,21 @@ def render(ctx: dict) -> str:
                   "Fraction of seeds escaped by each epoch (`curves.csv`): a panel per batch size, colour = depth, "
                   "line style = init std.", ""]
     lines += robustness_markdown(ctx["robust"], len(ctx["table"])) + theory_markdown(ctx)
+    lines += steps_markdown(ctx, ctx["figures"])
     return "\n".join(lines + timing_markdown(ctx["summary"]))
 
 
 def csv_rows(table: list[dict], predicted: list[dict] | None) -> list[dict]:
-    """escape.csv: the table with the predictions (empty without them)."""
-    return [{**{k: v for k, v in t.items()},
-             "log10_chi_product": None if predicted is None else predicted[i]["log10_chi_product"],
-             "log10_grad_ratio": None if predicted is None else predicted[i]["log10_grad_ratio"]}
-            for i, t in enumerate(table)]
+    """escape.csv: the table with the predictions (empty without them) and the escape in steps."""
+    out = []
+    for i, t in enumerate(table):
+        spe = steps_per_epoch(t["batch_size"])
+        out.append({**{k: v for k, v in t.items()},
+                    "log10_chi_product": None if predicted is None else predicted[i]["log10_chi_product"],
+                    "log10_grad_ratio": None if predicted is None else predicted[i]["log10_grad_ratio"],
+                    "steps_per_epoch": spe,
+                    "survival_median_steps": None if t["survival_median"] is None else t["survival_median"] * spe})
+    return out
 
 
 def load_escape_sweep(sweep_dir: Path) -> tuple[dict, dict, dict, dict, list[str]]:
@@ -492,14 +498,18 @@ def write_escape_report(sweep_dir, out, arrays=None, per_class: int = 3, figures
     atomic_write_text(out / "escape.csv", history_csv(csv_rows(table, predicted)))
     curves = curve_rows(settings, members, val)
     atomic_write_text(out / "curves.csv", history_csv(curves))
+    steps = None if predicted is None else steps_context(settings, members, val, predicted, out)
     if figures:
         escape_figures.plot_escape_curves(table, curves, out / "escape_curves.png")
         if predicted is not None:
             escape_figures.plot_escape_vs_prediction(table, predicted, out / "escape_vs_chi.png")
+        if steps is not None and steps["law"] is not None:
+            outs = [r for _, rows in steps["predictions"] for r in rows]
+            escape_figures.plot_step_law(steps["rows"], steps["law"], steps["boot"], out / "escape_steps.png", outs)
     ctx = {"config": config, "summary": summary, "table": table, "predicted": predicted, "figures": figures,
            "comparison": None if predicted is None else theory_comparison(table, predicted),
            "robust": robustness(settings, members, val), "sweep_dir": sweep_dir, "epochs": val.shape[1],
-           "members": len(members["seed"]), "per_class": per_class, "missing": missing,
+           "members": len(members["seed"]), "per_class": per_class, "missing": missing, "steps": steps,
            "command": command or f"python -m experiments.escape report {sweep_dir} --out {out}"}
     atomic_write_text(out / "report.md", render(ctx) + "\n")
     return out / "report.md"
@@ -739,3 +749,108 @@ def fitted_law(sweep_dir, arrays, per_class: int = 3) -> tuple[dict, dict]:
     predicted = theory_rows(settings, np.asarray(arrays.x_train), np.asarray(arrays.y_train), per_class)
     rows = step_rows(settings, members, val, predicted)
     return law_of(rows), bootstrap_law(settings, members, val, rows)
+
+
+# ----------------------------------------------------------------------------- the report's step part
+
+CHECK_GLOB = "check_*"  # beside the report: check_<date>/<run>/ sweeps of the dated predictions
+
+
+def load_checks(out: Path) -> list[tuple[str, list[dict], dict, np.ndarray]]:
+    """The finished check sweeps committed beside the report (``check_*/<run>/``)."""
+    checks = []
+    for d in sorted(out.glob(f"{CHECK_GLOB}/*")):
+        if (d / "config.json").is_file():
+            _, summary, members, history, _ = load_escape_sweep(d)
+            checks.append((f"{d.parent.name}/{d.name}", summary["settings"], members, history["val_accuracy"]))
+    return checks
+
+
+def steps_context(settings, members, val, predicted, out: Path) -> dict:
+    rows = step_rows(settings, members, val, predicted)
+    esc = [r for r in rows if r["escape_steps"] is not None]
+    if len(esc) < 3:
+        return {"rows": rows, "law": None}
+    law = law_of(rows)
+    ctx = {"rows": rows, "law": law, "boot": bootstrap_law(settings, members, val, rows),
+           "baselines": baselines(rows), "censored": censored_check(rows, law), "predictions": []}
+    checks = load_checks(out)
+    for path in sorted(out.glob("predictions_*.csv")):
+        ctx["predictions"].append((path.name, outcomes(read_predictions(path), checks)))
+    return ctx
+
+
+def _steps_text(v) -> str:
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def steps_markdown(ctx: dict, figures: bool) -> list[str]:
+    st = ctx.get("steps")
+    out = ["## Escape in SGD steps", ""]
+    if st is None:
+        return out + ["Not computed (`--no-theory`: the law needs the prediction).", ""]
+    if st["law"] is None:
+        return out + ["Fewer than 3 settings escaped: no line can be fitted.", ""]
+    rows, law, boot = st["rows"], st["law"], st["boot"]
+    spe = sorted({(r["batch_size"], r["steps_per_epoch"]) for r in rows})
+    out += [f"Time counted in optimizer steps: an epoch is ceil(60,000 / batch) steps "
+            f"({', '.join(f'{s} at batch {b}' for b, s in spe)}), and the escape time is the survival median "
+            f"× steps per epoch. Over the {law['n']} settings that escaped (at least half the seeds), least squares "
+            f"on log10(steps) against log10(predicted gradient ratio):", "",
+            f"**log10(steps to escape) = {law['a']:.3f} · log10(ratio) + {law['b']:.3f}**, R² = {law['r2']:.3f}, "
+            f"residual std {law['resid_std']:.3f} decades (n = {law['n']} settings, {rows[0]['seeds']} seeds and "
+            f"{rows[0]['epochs']} epochs each).", "",
+            f"Bootstrap over seeds ({boot['draws']} draws, numpy seed {boot['seed']}: every setting's seeds "
+            f"resampled with replacement, its survival median recomputed, the line refitted over the settings whose "
+            f"median exists; {boot['fits']} fits): slope a 95 % interval [{boot['a_ci'][0]:.3f}, {boot['a_ci'][1]:.3f}], "
+            f"intercept b [{boot['b_ci'][0]:.3f}, {boot['b_ci'][1]:.3f}]. The survival median is an order statistic "
+            f"of 16 integer epochs, so the resampled medians are discrete and the interval need not be centred on "
+            f"the point estimate; it measures seed noise only, not the scatter of the settings about the line "
+            f"(the residual std).", "",
+            "| predictor | ρ(predictor, time in steps) | ρ(predictor, time in epochs) | R² of its log–log line in steps |",
+            "|---|---|---|---|"]
+    for b in st["baselines"]:
+        out.append(f"| {b['name']} | {_rho(b['rho_steps'])} | {_rho(b['rho_epochs'])} | {_f(b['r2_steps'], '.3f')} |")
+    out += ["", f"Spearman ρ over all {len(rows)} settings (a setting that did not escape ranks after every escape "
+                f"seen); the textbook bound is (max σ' · std · √width)^depth = (0.25 · std · √128)^depth, which "
+                f"ignores the input scale, the fixed point of the forward signal and the output layer.", ""]
+    cens = st["censored"]
+    if cens:
+        beyond = sum(c["beyond_budget"] for c in cens)
+        out += [f"The {len(cens)} settings where fewer than half the seeds escaped, against the law: "
+                f"{beyond} of {len(cens)} have a predicted escape beyond their step budget.", "",
+                "| depth | batch | init std | seeds escaped | step budget | law's steps to escape |", "|---|---|---|---|---|---|"]
+        for c in cens:
+            out.append(f"| {c['depth']} | {c['batch_size']} | {value_text(c['init_std'])} | {c['escaped']}/{c['seeds']} | "
+                       f"{_steps_text(c['budget_steps'])} | {_steps_text(c['predicted_steps'])} |")
+        out.append("")
+    if figures:
+        out += ["![steps to escape against the prediction](escape_steps.png)", "",
+                "Measured steps (survival median) against the predicted ratio, log–log: the fitted line and the "
+                "95 % band of its bootstrap; open triangles: settings without a median escape, drawn at their "
+                "step budget (a lower bound).", ""]
+    for name, rows_p in st["predictions"]:
+        out += predictions_markdown(name, rows_p)
+    return out
+
+
+def predictions_markdown(name: str, rows: list[dict]) -> list[str]:
+    made = rows[0]["made"]
+    hits = sum(r["outcome"].startswith("hit") for r in rows)
+    run = sum(r["outcome"] != "not run" for r in rows)
+    out = [f"### Predictions made on {made}, before the run (`{name}`)", "",
+           f"Written by `python -m experiments.escape predict SWEEP --made {made} --out {name}` from the law above "
+           f"and committed before any of its settings was trained. The law at another learning rate: steps × lr is "
+           f"invariant (docs/escape.md). A hit: the measured steps within ±{rows[0]['hit_within_decades']:g} decades "
+           f"(twice the fit's residual std) of the prediction; for \"not in 300 epochs\", no median escape in the run. "
+           f"{run} of {len(rows)} predictions run so far, {hits} hits.", "",
+           "| depth | batch | init std | lr | predicted steps [band] | prediction | run | seeds escaped / run epochs "
+           "| measured epoch | measured steps | error (decades) | outcome |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['depth']} | {r['batch_size']} | {value_text(r['init_std'])} | {value_text(r['lr'])} | "
+                   f"{_steps_text(r['predicted_steps'])} [{_steps_text(r['band_low_steps'])}, "
+                   f"{_steps_text(r['band_high_steps'])}] | {r['prediction']} | {r['run'] or '–'} | "
+                   + (f"{r['escaped']}/{r['seeds']} in {r['run_epochs']}" if r["run"] else "–") + " | "
+                   f"{_f(r['measured_epoch'], 'd')} | {_steps_text(r['measured_steps'])} | "
+                   f"{_f(r['error_decades'], '+.2f')} | {r['outcome']} |")
+    return out + [""]
