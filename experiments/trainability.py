@@ -50,10 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--workers", type=int, default=None)
         p.add_argument("--threads", type=int, default=None)
         p.add_argument("--resume", action="store_true")
+        p.add_argument("--activations", type=lambda v: [a for a in v.split(",") if a],
+                       default=list(tr.GRID), help=f"which of {', '.join(tr.GRID)} to train [default: all]")
         p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
     if step == "train":
-        for activation, depths in tr.GRID.items():
+        unknown = sorted(set(args.activations) - set(tr.GRID))
+        if unknown:
+            cli.fail(f"--activations: unknown {', '.join(unknown)} (choose from {', '.join(tr.GRID)})")
+        for activation, depths in ((a, d) for a, d in tr.GRID.items() if a in args.activations):
             status = sweep_cli.main(sweep_argv(activation, depths, args))
             if status != 0:
                 return status

@@ -239,7 +239,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, in_process):
              (["report", str(tmp_path / "empty"), "--theory-per-class", "1"], "--theory-per-class must be >= 2"),
              (["train", "--seeds", "0"], "--seeds must be >= 1"), (["train", "--depth", "3,x"], "every value must be an integer"),
              (["train", "--resume", "--out", str(tmp_path / "empty")], "holds no sweep to resume"),
-             (["--bogus"], "unrecognized arguments: --bogus"), (["report"], "SWEEP_DIR")]
+             (["--bogus"], "unrecognized arguments: --bogus"), (["report"], "SWEEP_DIR"),
+             (["predict", str(tmp_path / "empty"), "--made", "2026-13-45", "--out", str(tmp_path / "p.csv")],
+              "--made must be a date YYYY-MM-DD"),
+             (["predict", str(tmp_path / "empty"), "--made", "2026-12-07", "--out", str(tmp_path / "half" / "config.json")],
+              "a dated prediction is never rewritten"),
+             (["predict", str(tmp_path / "nowhere"), "--made", "2026-12-07", "--out", str(tmp_path / "p.csv")],
+              "no such directory")]
     for argv, message in cases:
         capsys.readouterr()
         with pytest.raises(SystemExit) as exc:

@@ -95,7 +95,8 @@ def plot_step_law(rows: list[dict], law: dict, boot: dict, path: Path, outcomes:
     """Measured steps to escape against the predicted gradient ratio (log–log): colour = batch
     size, marker = depth; a setting that never escaped is an open triangle at its step budget (a
     lower bound); the fitted law with the 95 % band of its seed bootstrap; ``outcomes`` (the dated
-    predictions' runs) as crosses at lr-scaled steps × lr / 0.01."""
+    predictions' runs) as crosses at their measured steps × lr / 0.01 (the steps at lr 0.01 that the
+    invariance of steps × lr makes of them)."""
     batches, depths = sorted({r["batch_size"] for r in rows}), sorted({r["depth"] for r in rows})
     color = {b: f"C{i}" for i, b in enumerate(batches)}
     marker = {d: MARKERS[i % len(MARKERS)] for i, d in enumerate(depths)}
@@ -130,7 +131,7 @@ def plot_step_law(rows: list[dict], law: dict, boot: dict, path: Path, outcomes:
                   Line2D([], [], color="0.2", lw=1.2,
                          label=f"log10 s = {law['a']:.2f} log10 r + {law['b']:.2f}")]
                + ([Line2D([], [], color="k", lw=0, marker="x", label="dated prediction's run (× lr/0.01)")]
-                  if outcomes else []))
+                  if any(o.get("measured_steps") is not None for o in outcomes or []) else []))
     fig.legend(handles=handles, loc="outside right center", fontsize=8)
     fig.suptitle("plateau escape in SGD steps against the mean-field prediction")
     return save_figure(fig, path)
