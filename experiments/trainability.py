@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 return status
         return 0
     root = Path(args.dir)
-    dirs = [root / a for a in tr.GRID if (root / a / "config.json").is_file()]
+    dirs = [root / a for a in tr.GRID if (root / a / "summary.json").is_file()]
     if not dirs:
         cli.fail(f"{root}: no sweep of {', '.join(tr.GRID)} in it (run the train step)")
     command = f"python -m experiments.trainability report {args.dir} --out {args.out}"

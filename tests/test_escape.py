@@ -426,7 +426,10 @@ def test_trainability_overlay_on_a_tiny_case():
     assert over["critical_stds"] == [pytest.approx(1 / np.sqrt(128), rel=1e-6)]  # tanh'(0) = 1: s² n = 1
     assert over["chi_star"][0] == pytest.approx(0.05 ** 2 * 128, rel=1e-6)  # q* = 0: chi = s² n tanh'(0)²
     assert over["predicted_depth"][0] == pytest.approx(6 / abs(np.log(0.32)), rel=1e-6)
-    assert over["xi"][1] > 1e3 and over["predicted_depth"][2] < over["xi"][1]
+    assert over["xi"][1] > 1e3 and over["chi_c"][0] == pytest.approx(0.32)  # q* = 0: chi_c = chi*
+    # chaotic side: chi* = 3.25 explodes the gradient, but the correlations decay (c* = 0, tanh is
+    # odd) at chi_c = s² n E[tanh'(u) tanh'(u')] with u, u' independent = s² n E[tanh'(u)]² < 1
+    assert over["c_star"][2] == pytest.approx(0.0, abs=1e-9) and over["chi_star"][2] > 3 and 0.6 < over["chi_c"][2] < 0.8
     settings = [{"activation": "tanh", "depth": d, "init_std": s} for d in (2, 4, 8) for s in (0.05, 0.5)]
     members = {"setting": np.repeat(np.arange(6), 2)}
     last = {(2, 0.05): (0.8, 0.7), (2, 0.5): (0.8, 0.1), (4, 0.05): (0.1, 0.1), (4, 0.5): (0.3, 0.3),
@@ -436,5 +439,5 @@ def test_trainability_overlay_on_a_tiny_case():
     assert [r["trainable_seeds"] for r in rows] == [2, 1, 0, 2, 2, 1]
     assert tr.measured_depth(rows, 0.05) == 2 and tr.measured_depth(rows, 0.5) == 8  # 1 of 2 seeds is half
     comp = tr.comparison(rows, tr.overlay("tanh", [0.05, 0.5], width=128))
-    # 6ξ: 5.27 at 0.05 (chi* = 0.32), 5.10 at 0.5 (chaotic, chi* = 3.25): depth 4 of the grid
-    assert [c["predicted_grid_depth"] for c in comp] == [4, 4] and [c["agree"] for c in comp] == [False, False]
+    # 6ξ_c: 5.27 at 0.05 (chi_c = chi* = 0.32): depth 4 of the grid; at 0.5 chi_c = 0.728: 18.9, depth 8
+    assert [c["predicted_grid_depth"] for c in comp] == [4, 8] and [c["agree"] for c in comp] == [False, True]

@@ -58,7 +58,7 @@ def test_committed_reports_regenerate_from_their_files(name, tmp_path, request):
     elif name == "trainability":  # experiments.trainability report (one sweep per activation)
         from vgjax import trainability
 
-        dirs = [dst / a for a in trainability.GRID if (dst / a / "config.json").is_file()]
+        dirs = [dst / a for a in trainability.GRID if (dst / a / "summary.json").is_file()]
         trainability.write_report(dirs, dst, f"python -m experiments.trainability report {dst} --out {dst}")
     elif sweep_report.is_sweep_dir(dst):
         sweep_report.write_sweep_report(dst)
