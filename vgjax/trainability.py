@@ -149,6 +149,7 @@ def plot(per_act, path: Path) -> Path:
     from vgjax.plots import new_figure, save_figure
 
     fig, axes = new_figure(len(per_act), 1, size=(4.4 * len(per_act) + 0.6, 3.9), sharey=True)
+    top = max(r["depth"] for _, rows, _ in per_act for r in rows) + 2
     for ax, (over, rows, comp) in zip(axes[0], per_act):
         for r in rows:
             frac = r["trainable_seeds"] / max(r["seeds"], 1)
@@ -161,7 +162,7 @@ def plot(per_act, path: Path) -> Path:
         for c in over["critical_stds"]:
             ax.axvline(c, color="0.4", ls="--", lw=1)
         ax.set_xscale("log")
-        ax.set_ylim(0, max(r["depth"] for r in rows) + 2)
+        ax.set_ylim(0, top)
         ax.set_xlabel("init std")
         name = over["activation"] + (f", β = {value_text(over['beta'])}" if over["beta"] is not None else "")
         ax.set_title(name)
