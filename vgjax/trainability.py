@@ -19,6 +19,7 @@ import numpy as np
 
 from vgjax import theory
 from vgjax.runlog import atomic_write_text, history_csv
+from vgjax.runtime import device_text
 from vgjax.sweep_settings import value_text
 
 THRESHOLD = 0.2  # twice chance: off the plateau
@@ -192,7 +193,7 @@ def write_report(sweep_dirs: list[Path], out: Path, command: str, figures: bool 
         budget = (f"Budget per activation: {len(sw['seeds'])} seeds × {sw['epochs']} epochs, the first "
                   f"{sw.get('train_limit') or 60000:,} training images, SGD lr {value_text(sw['lr'][0]) if sw.get('lr') else 0.01}, "
                   f"batch {sw['batch_size'][0] if sw.get('batch_size') else 'default'}; validation = the 10,000 test images. "
-                  f"Device: CPU.")
+                  f"Device: {device_text(summary.get('device'))}.")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "trainability.csv", history_csv(csv_rows))
     if figures:
