@@ -6,6 +6,8 @@ chance plateau, over depth x batch size x init std with many seeds. Two steps, e
   train   trains the grid as one sweep (experiments.sweep: baseline_7, the depths, batch sizes and
           init stds given, seeds 0 .. N-1) into --out (default runs/escape); --resume continues an
           interrupted one (its finished chunks are kept).
+  predict fits the step law (docs/escape.md "Escape in SGD steps") to a reported sweep and writes
+          its predictions for the settings of vgjax.escape.PREDICTION_GRID to --out (a dated csv).
   report  reads that sweep's metrics.csv and summary.json and writes report.md, escape.csv,
           curves.csv, escape_curves.png and escape_vs_chi.png to --out (default SWEEP_DIR/report);
           it replaces only a report it wrote there itself (vgjax.owned), never anyone's files.
@@ -22,12 +24,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from experiments import cli
 from experiments import sweep as sweep_cli
 from vgjax import owned
 from vgjax.escape import FULL_EPOCHS, FULL_GRID, FULL_SEEDS, load_escape_sweep, write_escape_report
 
-STEPS = ("train", "report")
+STEPS = ("train", "report", "predict")
 DEPTHS, BATCHES, STDS = FULL_GRID["depth"], FULL_GRID["batch_size"], FULL_GRID["init_std"]
 SEEDS, EPOCHS, METHOD = FULL_SEEDS, FULL_EPOCHS, "baseline_7"
 TRAIN_OUT = "runs/escape"
@@ -64,6 +68,12 @@ def add_report_flags(p: cli.Parser, out_flag: str) -> None:
 def build_parser(step: str | None) -> cli.Parser:
     prog = "python -m experiments.escape" + (f" {step}" if step else "")
     p = cli.Parser(prog=prog, description=__doc__.split("\n\n")[1])
+    if step == "predict":
+        p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="the sweep the law is fitted to")
+        p.add_argument("--made", required=True, help="the date the predictions are made (YYYY-MM-DD)")
+        p.add_argument("--out", required=True, help="the csv file to write (it must not exist)")
+        p.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files")
+        return p
     if step == "report":
         p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep directory written by the train step")
     if step != "report":
@@ -126,12 +136,42 @@ def report(args, sweep_dir: str) -> int:
     return 0
 
 
+def predict(args) -> int:
+    import datetime
+
+    from vgjax import escape
+
+    path, out = Path(args.sweep_dir), Path(args.out)
+    try:
+        datetime.date.fromisoformat(args.made)
+    except ValueError:
+        cli.fail(f"--made must be a date YYYY-MM-DD, got {args.made!r}")
+    if out.exists():
+        cli.fail(f"{out} exists: a dated prediction is never rewritten (give another --out)")
+    if not path.is_dir():
+        cli.fail(f"{path}: no such directory (give the sweep directory the law is fitted to)")
+    arrays = cli.load_data(args.data_dir, "idx")
+    try:
+        law, boot = escape.fitted_law(path, arrays)
+        settings = escape.prediction_settings()
+        predicted = escape.theory_rows(settings, np.asarray(arrays.x_train), np.asarray(arrays.y_train))
+    except (OSError, ValueError) as e:
+        cli.fail(cli.one_line(e))
+    from vgjax.runlog import atomic_write_text, history_csv
+
+    atomic_write_text(out, history_csv(escape.predictions(law, boot, settings, predicted, args.made)))
+    print(out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     step = argv.pop(0) if argv and argv[0] in STEPS else None
     args = build_parser(step).parse_args(argv)
     if step == "report":
         return report(args, args.sweep_dir)
+    if step == "predict":
+        return predict(args)
     status = train(args)
     if step == "train" or status != 0:
         return status

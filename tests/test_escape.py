@@ -21,6 +21,7 @@ import pytest
 from experiments import cli
 from experiments import escape as escape_cli
 from vgjax import escape, runtime
+from vgjax.runlog import history_csv
 from tests.test_sweep import ROOT
 
 NAN = float("nan")
@@ -238,7 +239,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, in_process):
              (["report", str(tmp_path / "empty"), "--theory-per-class", "1"], "--theory-per-class must be >= 2"),
              (["train", "--seeds", "0"], "--seeds must be >= 1"), (["train", "--depth", "3,x"], "every value must be an integer"),
              (["train", "--resume", "--out", str(tmp_path / "empty")], "holds no sweep to resume"),
-             (["--bogus"], "unrecognized arguments: --bogus"), (["report"], "SWEEP_DIR")]
+             (["--bogus"], "unrecognized arguments: --bogus"), (["report"], "SWEEP_DIR"),
+             (["predict", str(tmp_path / "empty"), "--made", "2026-13-45", "--out", str(tmp_path / "p.csv")],
+              "--made must be a date YYYY-MM-DD"),
+             (["predict", str(tmp_path / "empty"), "--made", "2026-12-07", "--out", str(tmp_path / "half" / "config.json")],
+              "a dated prediction is never rewritten"),
+             (["predict", str(tmp_path / "nowhere"), "--made", "2026-12-07", "--out", str(tmp_path / "p.csv")],
+              "no such directory")]
     for argv, message in cases:
         capsys.readouterr()
         with pytest.raises(SystemExit) as exc:
@@ -272,3 +279,165 @@ def test_an_interrupted_sweep_is_reported_from_its_finished_programs(tmp_path):
     (dst / "chunks" / "0-0-48.npz").write_bytes(b"damaged")
     _, summary, _, _, missing = load_escape_sweep(dst)
     assert missing == ["depth=3 batch_size=128", "depth=7 batch_size=512"] and summary["members"] == 24 * 16
+
+
+# ----------------------------------------------------------------------------- escape in SGD steps
+
+@pytest.mark.fast
+def test_steps_per_epoch_counts_the_partial_batch():
+    assert [escape.steps_per_epoch(b) for b in (32, 128, 512)] == [1875, 469, 118]
+    assert escape.steps_per_epoch(100, 1000) == 10 and escape.steps_per_epoch(128, 10000) == 79
+
+
+@pytest.mark.fast
+def test_step_rows_convert_the_survival_median_to_steps():
+    settings = [{**s, "batch_size": b} for s, b in zip(SETTINGS, (128, 512))]
+    predicted = [{"log10_grad_ratio": -1.0, "log10_chi_product": -2.0}, {"log10_grad_ratio": -2.0, "log10_chi_product": -4.0}]
+    escaped_by_4 = np.array([[0.1, 0.1, 0.1, 0.3, 0.3, 0.3], [0.1] * 6, [0.1] * 6, [0.1] * 6])
+    r0, r1 = escape.step_rows(settings, MEMBERS, escaped_by_4, predicted)
+    assert (r0["survival_median"], r0["steps_per_epoch"], r0["escape_steps"], r0["budget_steps"]) == (4, 469, 4 * 469, 6 * 469)
+    assert (r1["escape_steps"], r1["budget_steps"], r1["lr"]) == (None, 6 * 118, 0.01)
+    assert r1["log10_textbook"] == pytest.approx(5 * np.log10(0.25 * 0.05 * np.sqrt(128)))
+
+
+@pytest.mark.fast
+def test_fit_law_recovers_a_known_line():
+    x = np.array([-1.0, -2.0, -3.0, -4.0])
+    fit = escape.fit_law(x, -1.5 * x + 0.7)
+    assert (fit["a"], fit["b"], fit["r2"], fit["n"]) == (pytest.approx(-1.5), pytest.approx(0.7), pytest.approx(1.0), 4)
+    # residuals +0.1, -0.1, -0.1, +0.1 are orthogonal to (1, x): same line; SS_tot = 2.25·5 + 0.04
+    noisy = escape.fit_law(x, -1.5 * x + 0.7 + np.array([0.1, -0.1, -0.1, 0.1]))
+    assert (noisy["a"], noisy["b"]) == (pytest.approx(-1.5), pytest.approx(0.7))
+    assert noisy["r2"] == pytest.approx(1 - 0.04 / 11.29) and noisy["resid_std"] == pytest.approx(np.sqrt(0.04 / 2))
+    with pytest.raises(ValueError):
+        escape.fit_law([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+
+
+@pytest.mark.fast
+def test_median_of_resamples_is_the_survival_median():
+    e = np.array([5, 3, 0, 9])
+    draws = np.array([[0, 1, 2, 3], [2, 2, 2, 0], [1, 1, 0, 0], [3, 2, 2, 1]])
+    # medians: sorted 3,5,9,never -> 2nd = 5 | never x3 -> 0 | 3,3,5,5 -> 3 | 3,9,never,never -> 9
+    np.testing.assert_array_equal(escape.median_of_resamples(e, draws), [5, 0, 3, 9])
+    for epochs in (e, np.array([7, 0, 0, 2])):
+        assert escape.median_of_resamples(epochs, np.arange(4)[None]) == (escape.survival_median(epochs, 10) or 0)
+
+
+def law_data(jitter: bool):
+    """Four settings of 4 seeds at batch 100 on 1,000 images (10 steps an epoch), escape epoch
+    10^(−x): steps = 10^(1 − x) exactly when every seed agrees (jitter False)."""
+    settings = [{"method": "baseline_7", "depth": 3, "batch_size": 100, "init_std": s} for s in (0.1, 0.2, 0.3, 0.4)]
+    bases = [10, 20, 50, 100]
+    xs = [-float(np.log10(b)) for b in bases]
+    n_epochs = 400
+    val, members = [], {"setting": np.repeat(np.arange(4), 4), "seed": np.tile(np.arange(4), 4)}
+    for i, x in enumerate(xs):
+        base = bases[i]
+        for k in range(4):
+            e = base + (k - 1) * (i + 1) if jitter else base
+            val.append([0.1] * (e - 1) + [0.5] * (n_epochs - e + 1))
+    predicted = [{"log10_grad_ratio": x, "log10_chi_product": 2 * x} for x in xs]
+    rows = escape.step_rows(settings, members, np.array(val), predicted, train_images=1000)
+    return settings, members, np.array(val), rows
+
+
+@pytest.mark.fast
+def test_bootstrap_is_deterministic_and_collapses_without_seed_noise():
+    settings, members, val, rows = law_data(jitter=False)
+    law = escape.law_of(rows)
+    assert (law["a"], law["b"]) == (pytest.approx(-1.0), pytest.approx(1.0))
+    flat = escape.bootstrap_law(settings, members, val, rows, draws=50, seed=3)
+    assert flat["a_ci"] == pytest.approx((-1.0, -1.0)) and flat["b_ci"] == pytest.approx((1.0, 1.0))
+    settings, members, val, rows = law_data(jitter=True)
+    one, two = (escape.bootstrap_law(settings, members, val, rows, draws=200, seed=7) for _ in range(2))
+    np.testing.assert_array_equal(one["a_draws"], two["a_draws"])
+    other = escape.bootstrap_law(settings, members, val, rows, draws=200, seed=8)
+    assert not np.array_equal(one["a_draws"], other["a_draws"])
+    assert one["a_ci"][0] < one["a_ci"][1] and one["fits"] == 200
+
+
+@pytest.mark.fast
+def test_baselines_rank_and_fit_each_predictor():
+    _, _, _, rows = law_data(jitter=False)
+    got = {b["predictor"]: b for b in escape.baselines(rows)}
+    assert got["log10_grad_ratio"]["rho_steps"][0] == pytest.approx(-1.0)
+    assert got["log10_grad_ratio"]["r2_steps"] == pytest.approx(1.0)
+    assert got["log10_textbook"]["rho_steps"][0] == pytest.approx(1.0)  # one depth: it ranks by std, here backwards
+
+
+@pytest.mark.fast
+def test_predictions_scale_with_lr_and_their_file_round_trips(tmp_path):
+    law = {"a": -1.0, "b": 1.0, "resid_std": 0.1}
+    assert escape.predict_steps(law, -2.0) == pytest.approx(1000.0)
+    assert escape.predict_steps(law, -2.0, lr=0.1) == pytest.approx(100.0)  # steps x lr invariant
+    boot = {"a_draws": np.array([-1.0, -1.0]), "b_draws": np.array([1.0, 1.0])}
+    settings = [{"depth": 5, "batch_size": 512, "init_std": 0.1, "lr": 0.1},
+                {"depth": 7, "batch_size": 32, "init_std": 0.05, "lr": 0.01}]
+    rows = escape.predictions(law, boot, settings, [{"log10_grad_ratio": -2.0}, {"log10_grad_ratio": -6.0}], "2026-12-07")
+    assert [r["predicted_steps"] for r in rows] == [100, 10 ** 7] and rows[0]["predicted_epoch"] == 1
+    assert rows[0]["prediction"] == "escape by epoch 1" and rows[1]["prediction"] == "not in 300 epochs"
+    assert rows[1]["predicted_epoch"] == 5334 and rows[0]["hit_within_decades"] == 0.2
+    path = tmp_path / "p.csv"
+    path.write_text(history_csv(rows))
+    assert escape.read_predictions(path) == rows
+    path.write_text("made,depth\n2026-12-07,5\n")
+    with pytest.raises(ValueError, match="not a predictions file"):
+        escape.read_predictions(path)
+
+
+@pytest.mark.fast
+def test_the_committed_predictions_are_the_law_of_the_committed_sweep():
+    path = ROOT / "docs" / "results" / "escape" / "predictions_2026-12-07.csv"
+    rows = escape.read_predictions(path)
+    assert {r["made"] for r in rows} == {"2026-12-07"} and len(rows) == len(escape.prediction_settings())
+    for r in rows:
+        assert r["steps_per_epoch"] == escape.steps_per_epoch(r["batch_size"])
+        assert r["predicted_epoch"] == int(np.ceil(r["predicted_steps"] / r["steps_per_epoch"])) or \
+            abs(r["predicted_epoch"] - r["predicted_steps"] / r["steps_per_epoch"]) < 1
+        assert (r["prediction"] == "not in 300 epochs") == (r["predicted_epoch"] > 300)
+        assert r["band_low_steps"] <= r["predicted_steps"] <= r["band_high_steps"]
+
+
+@pytest.mark.fast
+def test_outcomes_call_hits_and_misses():
+    pred = {"made": "x", "depth": 3, "batch_size": 100, "init_std": 0.1, "lr": 0.01, "steps_per_epoch": 10,
+            "predicted_steps": 100, "predicted_epoch": 10, "hit_within_decades": 0.3}
+    settings = [{"method": "baseline_7", "depth": 3, "batch_size": 100, "init_std": 0.1}]
+    members = {"setting": np.zeros(2, int), "seed": np.arange(2)}
+    at = lambda e: [0.1] * (e - 1) + [0.5] * (40 - e + 1)  # noqa: E731
+    hit, = escape.outcomes([pred], [("run", settings, members, np.array([at(15), at(30)]))])
+    assert (hit["measured_epoch"], hit["measured_steps"], hit["outcome"]) == (15, 150, "hit")
+    assert hit["error_decades"] == pytest.approx(np.log10(1.5))
+    miss, = escape.outcomes([pred], [("run", settings, members, np.array([at(30), at(31)]))])
+    assert miss["outcome"] == "miss" and miss["error_decades"] == pytest.approx(np.log10(3.0))
+    none, = escape.outcomes([pred], [("run", settings, members, np.array([[0.1] * 40] * 2))])
+    assert none["outcome"].startswith("miss (no median")
+    other, = escape.outcomes([{**pred, "lr": 0.1}], [("run", settings, members, np.array([at(15), at(30)]))])
+    assert other["outcome"] == "not run"
+
+
+# ----------------------------------------------------------------------------- trainability map
+
+@pytest.mark.fast
+def test_trainability_overlay_on_a_tiny_case():
+    from vgjax import trainability as tr
+
+    over = tr.overlay("tanh", [0.05, 1 / np.sqrt(128), 0.5], width=128)
+    assert over["critical_stds"] == [pytest.approx(1 / np.sqrt(128), rel=1e-6)]  # tanh'(0) = 1: s² n = 1
+    assert over["chi_star"][0] == pytest.approx(0.05 ** 2 * 128, rel=1e-6)  # q* = 0: chi = s² n tanh'(0)²
+    assert over["predicted_depth"][0] == pytest.approx(6 / abs(np.log(0.32)), rel=1e-6)
+    assert over["xi"][1] > 1e3 and over["chi_c"][0] == pytest.approx(0.32)  # q* = 0: chi_c = chi*
+    # chaotic side: chi* = 3.25 explodes the gradient, but the correlations decay (c* = 0, tanh is
+    # odd) at chi_c = s² n E[tanh'(u) tanh'(u')] with u, u' independent = s² n E[tanh'(u)]² < 1
+    assert over["c_star"][2] == pytest.approx(0.0, abs=1e-9) and over["chi_star"][2] > 3 and 0.6 < over["chi_c"][2] < 0.8
+    settings = [{"activation": "tanh", "depth": d, "init_std": s} for d in (2, 4, 8) for s in (0.05, 0.5)]
+    members = {"setting": np.repeat(np.arange(6), 2)}
+    last = {(2, 0.05): (0.8, 0.7), (2, 0.5): (0.8, 0.1), (4, 0.05): (0.1, 0.1), (4, 0.5): (0.3, 0.3),
+            (8, 0.05): (0.5, 0.6), (8, 0.5): (0.3, float("nan"))}
+    val = np.array([[0.1, v] for s in settings for v in last[(s["depth"], s["init_std"])]])
+    rows = tr.map_rows(settings, members, val)
+    assert [r["trainable_seeds"] for r in rows] == [2, 1, 0, 2, 2, 1]
+    assert tr.measured_depth(rows, 0.05) == 2 and tr.measured_depth(rows, 0.5) == 8  # 1 of 2 seeds is half
+    comp = tr.comparison(rows, tr.overlay("tanh", [0.05, 0.5], width=128))
+    # 6ξ_c: 5.27 at 0.05 (chi_c = chi* = 0.32): depth 4 of the grid; at 0.5 chi_c = 0.728: 18.9, depth 8
+    assert [c["predicted_grid_depth"] for c in comp] == [4, 8] and [c["agree"] for c in comp] == [False, True]

@@ -58,6 +58,11 @@ def test_committed_reports_regenerate_from_their_files(name, tmp_path, request):
     elif name == "escape":  # experiments.escape report, whose theory part reads the data
         arrays = data.load(request.getfixturevalue("fashion_mnist_dir"))
         escape.write_escape_report(dst / "sweep", dst, arrays)
+    elif name == "trainability":  # experiments.trainability report (one sweep per activation)
+        from vgjax import trainability
+
+        dirs = [dst / a for a in trainability.GRID if (dst / a / "summary.json").is_file()]
+        trainability.write_report(dirs, dst, f"python -m experiments.trainability report {dst} --out {dst}")
     elif sweep_report.is_sweep_dir(dst):
         sweep_report.write_sweep_report(dst)
     else:

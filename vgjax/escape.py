@@ -444,15 +444,21 @@ def render(ctx: dict) -> str:
                   "Fraction of seeds escaped by each epoch (`curves.csv`): a panel per batch size, colour = depth, "
                   "line style = init std.", ""]
     lines += robustness_markdown(ctx["robust"], len(ctx["table"])) + theory_markdown(ctx)
+    lines += steps_markdown(ctx, ctx["figures"])
     return "\n".join(lines + timing_markdown(ctx["summary"]))
 
 
 def csv_rows(table: list[dict], predicted: list[dict] | None) -> list[dict]:
-    """escape.csv: the table with the predictions (empty without them)."""
-    return [{**{k: v for k, v in t.items()},
-             "log10_chi_product": None if predicted is None else predicted[i]["log10_chi_product"],
-             "log10_grad_ratio": None if predicted is None else predicted[i]["log10_grad_ratio"]}
-            for i, t in enumerate(table)]
+    """escape.csv: the table with the predictions (empty without them) and the escape in steps."""
+    out = []
+    for i, t in enumerate(table):
+        spe = steps_per_epoch(t["batch_size"])
+        out.append({**{k: v for k, v in t.items()},
+                    "log10_chi_product": None if predicted is None else predicted[i]["log10_chi_product"],
+                    "log10_grad_ratio": None if predicted is None else predicted[i]["log10_grad_ratio"],
+                    "steps_per_epoch": spe,
+                    "survival_median_steps": None if t["survival_median"] is None else t["survival_median"] * spe})
+    return out
 
 
 def load_escape_sweep(sweep_dir: Path) -> tuple[dict, dict, dict, dict, list[str]]:
@@ -492,14 +498,359 @@ def write_escape_report(sweep_dir, out, arrays=None, per_class: int = 3, figures
     atomic_write_text(out / "escape.csv", history_csv(csv_rows(table, predicted)))
     curves = curve_rows(settings, members, val)
     atomic_write_text(out / "curves.csv", history_csv(curves))
+    steps = None if predicted is None else steps_context(settings, members, val, predicted, out)
     if figures:
         escape_figures.plot_escape_curves(table, curves, out / "escape_curves.png")
         if predicted is not None:
             escape_figures.plot_escape_vs_prediction(table, predicted, out / "escape_vs_chi.png")
+        if steps is not None and steps["law"] is not None:
+            outs = [r for _, rows in steps["predictions"] for r in rows]
+            escape_figures.plot_step_law(steps["rows"], steps["law"], steps["boot"], out / "escape_steps.png", outs)
     ctx = {"config": config, "summary": summary, "table": table, "predicted": predicted, "figures": figures,
            "comparison": None if predicted is None else theory_comparison(table, predicted),
            "robust": robustness(settings, members, val), "sweep_dir": sweep_dir, "epochs": val.shape[1],
-           "members": len(members["seed"]), "per_class": per_class, "missing": missing,
+           "members": len(members["seed"]), "per_class": per_class, "missing": missing, "steps": steps,
            "command": command or f"python -m experiments.escape report {sweep_dir} --out {out}"}
     atomic_write_text(out / "report.md", render(ctx) + "\n")
     return out / "report.md"
+
+
+# ----------------------------------------------------------------------------- escape in SGD steps
+# docs/escape.md "Escape in SGD steps": the survival median counted in optimizer steps, the law
+# log10(steps) = a log10(predicted ratio) + b over the escaped settings, its bootstrap over seeds,
+# the baselines it is ranked against, and the predictions it makes for settings not yet run.
+
+TRAIN_IMAGES = 60000  # Fashion-MNIST's training split: an epoch is ceil(60000 / batch) steps
+BASE_LR = 0.01  # baseline_7's SGD learning rate (vgjax.config), the lr the law is fitted at
+BOOTSTRAP_DRAWS, BOOTSTRAP_SEED = 2000, 0
+
+
+def steps_per_epoch(batch_size: int, train_images: int = TRAIN_IMAGES) -> int:
+    """SGD steps of one epoch: the last, partial batch is a step too."""
+    return math.ceil(int(train_images) / int(batch_size))
+
+
+def fit_law(x, y) -> dict:
+    """Least squares y = a x + b: slope a, intercept b, R², n and the residual std."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.size < 3 or np.ptp(x) == 0:
+        raise ValueError(f"a line needs 3 or more points with distinct x, got {x.size}")
+    a, b = np.polyfit(x, y, 1)
+    resid = y - (a * x + b)
+    ss = float(np.sum((y - y.mean()) ** 2))
+    return {"a": float(a), "b": float(b), "r2": 1.0 - float(np.sum(resid ** 2)) / ss if ss > 0 else math.nan,
+            "n": int(x.size), "resid_std": float(np.std(resid, ddof=2)) if x.size > 2 else math.nan}
+
+
+def textbook_log10(depth: int, init_std: float, width: int = 128) -> float:
+    """log10 of the textbook bound (max sigmoid' · std · sqrt(width))^depth = (0.25 std sqrt(width))^depth."""
+    return depth * math.log10(0.25 * init_std * math.sqrt(width))
+
+
+def step_rows(settings: list[dict], members: dict, val_accuracy: np.ndarray, predicted: list[dict],
+              train_images: int = TRAIN_IMAGES) -> list[dict]:
+    """Per setting: steps per epoch, the escape time in steps (the survival median × steps per
+    epoch; None when fewer than half the seeds escaped), the step budget of the run, and the three
+    predictors (log10 of the gradient ratio, of ∏χ and of the textbook bound)."""
+    table = escape_table(settings, members, val_accuracy)
+    out = []
+    for t, s, p in zip(table, settings, predicted):
+        spe = steps_per_epoch(t["batch_size"], train_images)
+        med = t["survival_median"]
+        out.append({**{c: t[c] for c in COLUMNS}, "lr": float(s.get("lr") or BASE_LR), "seeds": t["seeds"],
+                    "escaped": t["escaped"], "steps_per_epoch": spe, "epochs": t["epochs"],
+                    "survival_median": med, "escape_steps": None if med is None else med * spe,
+                    "budget_steps": t["epochs"] * spe, "log10_grad_ratio": p["log10_grad_ratio"],
+                    "log10_chi_product": p["log10_chi_product"],
+                    "log10_textbook": textbook_log10(t["depth"], t["init_std"], int(s.get("width") or 128))})
+    return out
+
+
+def law_of(rows: list[dict]) -> dict:
+    """The step law fitted over the settings that escaped (a survival median exists)."""
+    esc = [r for r in rows if r["escape_steps"] is not None]
+    return fit_law([r["log10_grad_ratio"] for r in esc], [math.log10(r["escape_steps"]) for r in esc])
+
+
+def median_of_resamples(epochs: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Survival medians of resampled seeds: ``epochs`` (escape epochs, 0 never), ``draws`` (B × n
+    indices into them); the ceil(n/2)-th smallest escape epoch, 0 where fewer than half escaped."""
+    e = np.where(epochs > 0, epochs, np.iinfo(np.int64).max).astype(np.int64)[draws]
+    k = math.ceil(draws.shape[1] / 2) - 1
+    med = np.sort(e, axis=1)[:, k]
+    return np.where(med == np.iinfo(np.int64).max, 0, med)
+
+
+def bootstrap_law(settings: list[dict], members: dict, val_accuracy: np.ndarray, rows: list[dict],
+                  draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED) -> dict:
+    """The law's uncertainty: resample the seeds of every setting (with replacement, within the
+    setting), recompute each survival median in steps, refit over the settings whose resampled
+    median exists; percentile 95 % intervals of a and b. Deterministic for ``seed``."""
+    rng = np.random.default_rng(seed)
+    ep = escape_epochs(val_accuracy)
+    meds = []
+    for i, r in enumerate(rows):
+        e = ep[_rows_of(members, i)]
+        meds.append(median_of_resamples(e, rng.integers(0, e.size, size=(draws, e.size))) * r["steps_per_epoch"])
+    meds = np.array(meds, float)  # settings × draws
+    x = np.array([r["log10_grad_ratio"] for r in rows])
+    a, b = [], []
+    for j in range(draws):
+        ok = meds[:, j] > 0
+        if ok.sum() >= 3 and np.ptp(x[ok]) > 0:
+            sa, sb = np.polyfit(x[ok], np.log10(meds[ok, j]), 1)
+            a.append(sa)
+            b.append(sb)
+    a, b = np.array(a), np.array(b)
+    return {"draws": draws, "fits": int(a.size), "seed": seed,
+            "a_ci": (float(np.percentile(a, 2.5)), float(np.percentile(a, 97.5))),
+            "b_ci": (float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))),
+            "a_draws": a, "b_draws": b}
+
+
+def censored_steps(rows: list[dict]) -> list[float]:
+    """Escape time in steps for ranking: a setting that did not escape ranks after every escape seen."""
+    last = max((r["escape_steps"] for r in rows if r["escape_steps"] is not None), default=0)
+    return [r["escape_steps"] if r["escape_steps"] is not None else last + 1 + r["budget_steps"] for r in rows]
+
+
+PREDICTORS = (("log10_grad_ratio", "mean-field gradient ratio (layer 1 / output)"),
+              ("log10_chi_product", "∏χ (mean field)"),
+              ("log10_textbook", "textbook bound (0.25·std·√width)^depth"))
+
+
+def baselines(rows: list[dict]) -> list[dict]:
+    """Each predictor against the escape time: Spearman ρ with the time in steps and in epochs
+    (censored settings last, docs/escape.md) over all settings, and the R² of its own log–log line
+    in steps over the escaped settings."""
+    steps = censored_steps(rows)
+    epochs = [r["survival_median"] if r["survival_median"] is not None else r["epochs"] + 1 for r in rows]
+    esc = [r for r in rows if r["escape_steps"] is not None]
+    out = []
+    for key, name in PREDICTORS:
+        x = [r[key] for r in rows]
+        fit = fit_law([r[key] for r in esc], [math.log10(r["escape_steps"]) for r in esc]) if len(esc) >= 3 else None
+        out.append({"predictor": key, "name": name, "rho_steps": spearman(x, steps),
+                    "rho_epochs": spearman(x, epochs), "r2_steps": None if fit is None else fit["r2"]})
+    return out
+
+
+def predict_steps(law: dict, log10_ratio: float, lr: float = BASE_LR) -> float:
+    """Steps to escape the law predicts at ``lr``: 10^(a x + b) × BASE_LR / lr (steps × lr is
+    invariant while the updates are small: SGD follows the gradient flow in time lr × steps)."""
+    return 10.0 ** (law["a"] * log10_ratio + law["b"]) * BASE_LR / lr
+
+
+def censored_check(rows: list[dict], law: dict) -> list[dict]:
+    """The settings that did not escape: the law's predicted steps against the run's step budget."""
+    out = []
+    for r in rows:
+        if r["escape_steps"] is None:
+            pred = predict_steps(law, r["log10_grad_ratio"], r["lr"])
+            out.append({**r, "predicted_steps": pred, "beyond_budget": pred > r["budget_steps"]})
+    return out
+
+
+# ----------------------------------------------------------------------------- dated predictions
+# Settings absent from the committed H200 grid (batch 32; depth 7 at batch 512) and learning-rate
+# checks cheap enough for a CPU (batch 512, a larger lr brings the predicted escape within tens of
+# epochs), each (batch size, depths, init stds, lrs).
+PREDICTION_GRID = ((32, (5, 6, 7), (0.05, 0.1), (0.01,)),
+                   (512, (7,), (0.05, 0.1, 0.2), (0.01,)),
+                   (512, (4,), (0.05,), (0.1,)),
+                   (512, (5,), (0.1,), (0.1,)),
+                   (512, (6,), (0.1,), (0.3,)),
+                   (512, (7,), (0.2,), (0.1,)))
+PREDICTION_EPOCHS = FULL_EPOCHS  # "not in 300 epochs" beyond it
+HIT_DECADES = 2  # a hit: |log10 measured - log10 predicted| <= HIT_DECADES x the fit's residual std
+PREDICTION_FIELDS = ("made", "depth", "batch_size", "init_std", "lr", "log10_grad_ratio", "steps_per_epoch",
+                     "predicted_steps", "band_low_steps", "band_high_steps", "hit_within_decades",
+                     "predicted_epoch", "prediction")
+
+
+def prediction_settings(grid=PREDICTION_GRID) -> list[dict]:
+    return [{"method": "baseline_7", "depth": d, "batch_size": b, "init_std": s, "lr": lr}
+            for b, depths, stds, lrs in grid for d in depths for s in stds for lr in lrs]
+
+
+def predictions(law: dict, boot: dict, settings: list[dict], predicted: list[dict], made: str) -> list[dict]:
+    """One row per setting: the law's steps to escape at its lr, the 95 % band of the bootstrapped
+    line, the hit tolerance (decades), the epoch it falls in and the verdict: "escape by epoch N"
+    or "not in 300 epochs"."""
+    a, b = np.asarray(boot["a_draws"]), np.asarray(boot["b_draws"])
+    out = []
+    for s, p in zip(settings, predicted):
+        x, lr = p["log10_grad_ratio"], float(s["lr"])
+        steps = predict_steps(law, x, lr)
+        lo, hi = np.percentile(a * x + b, [2.5, 97.5]) + math.log10(BASE_LR / lr)
+        spe = steps_per_epoch(s["batch_size"])
+        epoch = math.ceil(steps / spe)
+        out.append({"made": made, "depth": s["depth"], "batch_size": s["batch_size"], "init_std": s["init_std"],
+                    "lr": lr, "log10_grad_ratio": x, "steps_per_epoch": spe, "predicted_steps": round(steps),
+                    "band_low_steps": round(10.0 ** lo), "band_high_steps": round(10.0 ** hi),
+                    "hit_within_decades": round(HIT_DECADES * law["resid_std"], 3), "predicted_epoch": epoch,
+                    "prediction": f"escape by epoch {epoch}" if epoch <= PREDICTION_EPOCHS
+                    else f"not in {PREDICTION_EPOCHS} epochs"})
+    return out
+
+
+def read_predictions(path) -> list[dict]:
+    """A predictions_*.csv file as written by :func:`predictions` (ValueError when its columns differ)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or tuple(rows[0]) != PREDICTION_FIELDS:
+        raise ValueError(f"{path}: not a predictions file (columns {', '.join(PREDICTION_FIELDS)})")
+    ints = ("depth", "batch_size", "steps_per_epoch", "predicted_steps", "band_low_steps", "band_high_steps",
+            "predicted_epoch")
+    floats = ("init_std", "lr", "log10_grad_ratio", "hit_within_decades")
+    return [{k: int(v) if k in ints else float(v) if k in floats else v for k, v in r.items()} for r in rows]
+
+
+def outcomes(preds: list[dict], checks: list[tuple[str, list[dict], dict, np.ndarray]]) -> list[dict]:
+    """Each prediction against the check runs (name, settings, members, val accuracy) that trained
+    its setting: measured steps to escape (survival median × steps per epoch) within the run's
+    epochs, and the verdict hit / miss / not run. A prediction of "not in 300 epochs" checked by a
+    shorter run is a hit while nothing escaped, a miss once half the seeds did."""
+    out = []
+    for p in preds:
+        found = None
+        for name, settings, members, val in checks:
+            for i, s in enumerate(settings):
+                if (s["depth"], s["batch_size"]) == (p["depth"], p["batch_size"]) and \
+                        math.isclose(s["init_std"], p["init_std"]) and math.isclose(float(s.get("lr") or BASE_LR), p["lr"]):
+                    t = escape_table([s], {"setting": np.zeros(len(_rows_of(members, i)), int)},
+                                     val[_rows_of(members, i)])[0]
+                    found = (name, t)
+        row = {**p, "run": None, "seeds": None, "escaped": None, "run_epochs": None, "measured_epoch": None,
+               "measured_steps": None, "error_decades": None, "outcome": "not run"}
+        if found:
+            name, t = found
+            med = t["survival_median"]
+            row.update(run=name, seeds=t["seeds"], escaped=t["escaped"], run_epochs=t["epochs"], measured_epoch=med,
+                       measured_steps=None if med is None else med * p["steps_per_epoch"])
+            if med is not None:
+                row["error_decades"] = math.log10(row["measured_steps"] / p["predicted_steps"])
+                row["outcome"] = "hit" if abs(row["error_decades"]) <= p["hit_within_decades"] else "miss"
+            elif p["predicted_epoch"] > t["epochs"]:
+                row["outcome"] = "hit (no escape, as predicted)" if p["predicted_epoch"] > PREDICTION_EPOCHS \
+                    else "consistent (run shorter than the predicted escape)"
+            else:
+                row["outcome"] = "miss (no median escape within the run)"
+        out.append(row)
+    return out
+
+
+def fitted_law(sweep_dir, arrays, per_class: int = 3) -> tuple[dict, dict]:
+    """(law, bootstrap) of a sweep directory: the step law over its escaped settings."""
+    config, summary, members, history, _ = load_escape_sweep(Path(sweep_dir))
+    settings, val = summary["settings"], history["val_accuracy"]
+    predicted = theory_rows(settings, np.asarray(arrays.x_train), np.asarray(arrays.y_train), per_class)
+    rows = step_rows(settings, members, val, predicted)
+    return law_of(rows), bootstrap_law(settings, members, val, rows)
+
+
+# ----------------------------------------------------------------------------- the report's step part
+
+CHECK_GLOB = "check_*"  # beside the report: check_<date>/<run>/ sweeps of the dated predictions
+
+
+def load_checks(out: Path) -> list[tuple[str, list[dict], dict, np.ndarray]]:
+    """The finished check sweeps committed beside the report (``check_*/<run>/``)."""
+    checks = []
+    for d in sorted(out.glob(f"{CHECK_GLOB}/*")):
+        if (d / "config.json").is_file():
+            _, summary, members, history, _ = load_escape_sweep(d)
+            checks.append((f"{d.parent.name}/{d.name}", summary["settings"], members, history["val_accuracy"]))
+    return checks
+
+
+def steps_context(settings, members, val, predicted, out: Path) -> dict:
+    rows = step_rows(settings, members, val, predicted)
+    esc = [r for r in rows if r["escape_steps"] is not None]
+    if len(esc) < 3:
+        return {"rows": rows, "law": None}
+    law = law_of(rows)
+    ctx = {"rows": rows, "law": law, "boot": bootstrap_law(settings, members, val, rows),
+           "baselines": baselines(rows), "censored": censored_check(rows, law), "predictions": []}
+    checks = load_checks(out)
+    for path in sorted(out.glob("predictions_*.csv")):
+        ctx["predictions"].append((path.name, outcomes(read_predictions(path), checks)))
+    return ctx
+
+
+def _steps_text(v) -> str:
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def steps_markdown(ctx: dict, figures: bool) -> list[str]:
+    st = ctx.get("steps")
+    out = ["## Escape in SGD steps", ""]
+    if st is None:
+        return out + ["Not computed (`--no-theory`: the law needs the prediction).", ""]
+    if st["law"] is None:
+        return out + ["Fewer than 3 settings escaped: no line can be fitted.", ""]
+    rows, law, boot = st["rows"], st["law"], st["boot"]
+    spe = sorted({(r["batch_size"], r["steps_per_epoch"]) for r in rows})
+    out += [f"Time counted in optimizer steps: an epoch is ceil(60,000 / batch) steps "
+            f"({', '.join(f'{s} at batch {b}' for b, s in spe)}), and the escape time is the survival median "
+            f"× steps per epoch. Over the {law['n']} settings that escaped (at least half the seeds), least squares "
+            f"on log10(steps) against log10(predicted gradient ratio):", "",
+            f"**log10(steps to escape) = {law['a']:.3f} · log10(ratio) + {law['b']:.3f}**, R² = {law['r2']:.3f}, "
+            f"residual std {law['resid_std']:.3f} decades (n = {law['n']} settings, {rows[0]['seeds']} seeds and "
+            f"{rows[0]['epochs']} epochs each).", "",
+            f"Bootstrap over seeds ({boot['draws']} draws, numpy seed {boot['seed']}: every setting's seeds "
+            f"resampled with replacement, its survival median recomputed, the line refitted over the settings whose "
+            f"median exists; {boot['fits']} fits): slope a 95 % interval [{boot['a_ci'][0]:.3f}, {boot['a_ci'][1]:.3f}], "
+            f"intercept b [{boot['b_ci'][0]:.3f}, {boot['b_ci'][1]:.3f}]. The survival median is an order statistic "
+            f"of 16 integer epochs, so the resampled medians are discrete and the interval need not be centred on "
+            f"the point estimate; it measures seed noise only, not the scatter of the settings about the line "
+            f"(the residual std).", "",
+            "| predictor | ρ(predictor, time in steps) | ρ(predictor, time in epochs) | R² of its log–log line in steps |",
+            "|---|---|---|---|"]
+    for b in st["baselines"]:
+        out.append(f"| {b['name']} | {_rho(b['rho_steps'])} | {_rho(b['rho_epochs'])} | {_f(b['r2_steps'], '.3f')} |")
+    out += ["", f"Spearman ρ over all {len(rows)} settings (a setting that did not escape ranks after every escape "
+                f"seen); the textbook bound is (max σ' · std · √width)^depth = (0.25 · std · √128)^depth, which "
+                f"ignores the input scale, the fixed point of the forward signal and the output layer.", ""]
+    cens = st["censored"]
+    if cens:
+        beyond = sum(c["beyond_budget"] for c in cens)
+        out += [f"The {len(cens)} settings where fewer than half the seeds escaped, against the law: "
+                f"{beyond} of {len(cens)} have a predicted escape beyond their step budget.", "",
+                "| depth | batch | init std | seeds escaped | step budget | law's steps to escape |", "|---|---|---|---|---|---|"]
+        for c in cens:
+            out.append(f"| {c['depth']} | {c['batch_size']} | {value_text(c['init_std'])} | {c['escaped']}/{c['seeds']} | "
+                       f"{_steps_text(c['budget_steps'])} | {_steps_text(c['predicted_steps'])} |")
+        out.append("")
+    if figures:
+        out += ["![steps to escape against the prediction](escape_steps.png)", "",
+                "Measured steps (survival median) against the predicted ratio, log–log: the fitted line and the "
+                "95 % band of its bootstrap; open triangles: settings without a median escape, drawn at their "
+                "step budget (a lower bound).", ""]
+    for name, rows_p in st["predictions"]:
+        out += predictions_markdown(name, rows_p)
+    return out
+
+
+def predictions_markdown(name: str, rows: list[dict]) -> list[str]:
+    made = rows[0]["made"]
+    hits = sum(r["outcome"].startswith("hit") for r in rows)
+    run = sum(r["outcome"] != "not run" for r in rows)
+    out = [f"### Predictions made on {made}, before the run (`{name}`)", "",
+           f"Written by `python -m experiments.escape predict SWEEP --made {made} --out {name}` from the law above "
+           f"and committed before any of its settings was trained. The law at another learning rate: steps × lr is "
+           f"invariant (docs/escape.md). A hit: the measured steps within ±{rows[0]['hit_within_decades']:g} decades "
+           f"(twice the fit's residual std) of the prediction; for \"not in 300 epochs\", no median escape in the run. "
+           f"{run} of {len(rows)} predictions run so far, {hits} hits.", "",
+           "| depth | batch | init std | lr | predicted steps [band] | prediction | run | seeds escaped / run epochs "
+           "| measured epoch | measured steps | error (decades) | outcome |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['depth']} | {r['batch_size']} | {value_text(r['init_std'])} | {value_text(r['lr'])} | "
+                   f"{_steps_text(r['predicted_steps'])} [{_steps_text(r['band_low_steps'])}, "
+                   f"{_steps_text(r['band_high_steps'])}] | {r['prediction']} | {r['run'] or '–'} | "
+                   + (f"{r['escaped']}/{r['seeds']} in {r['run_epochs']}" if r["run"] else "–") + " | "
+                   f"{_f(r['measured_epoch'], 'd')} | {_steps_text(r['measured_steps'])} | "
+                   f"{_f(r['error_decades'], '+.2f')} | {r['outcome']} |")
+    return out + [""]

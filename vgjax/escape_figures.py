@@ -89,3 +89,49 @@ def plot_escape_vs_prediction(table: list[dict], predicted: list[dict], path: Pa
     fig.legend(handles=handles, loc="outside right center", fontsize=8)
     fig.suptitle("plateau escape against the mean-field prediction at initialisation")
     return save_figure(fig, path)
+
+
+def plot_step_law(rows: list[dict], law: dict, boot: dict, path: Path, outcomes: list[dict] | None = None) -> Path:
+    """Measured steps to escape against the predicted gradient ratio (log–log): colour = batch
+    size, marker = depth; a setting that never escaped is an open triangle at its step budget (a
+    lower bound); the fitted law with the 95 % band of its seed bootstrap; ``outcomes`` (the dated
+    predictions' runs) as crosses at their measured steps × lr / 0.01 (the steps at lr 0.01 that the
+    invariance of steps × lr makes of them)."""
+    batches, depths = sorted({r["batch_size"] for r in rows}), sorted({r["depth"] for r in rows})
+    color = {b: f"C{i}" for i, b in enumerate(batches)}
+    marker = {d: MARKERS[i % len(MARKERS)] for i, d in enumerate(depths)}
+    fig, axes = new_figure(1, 1, size=(7.6, 5.0))
+    ax = axes[0, 0]
+    for r in rows:
+        x = 10.0 ** r["log10_grad_ratio"]
+        if r["escape_steps"] is not None:
+            ax.plot([x], [r["escape_steps"]], ls="none", marker=marker[r["depth"]], color=color[r["batch_size"]], ms=6)
+        else:
+            ax.plot([x], [r["budget_steps"]], ls="none", marker="^", mfc="none", color=color[r["batch_size"]], ms=8)
+            ax.annotate("", (x, r["budget_steps"] * 3), (x, r["budget_steps"]),
+                        arrowprops={"arrowstyle": "->", "color": color[r["batch_size"]], "lw": 0.8})
+    xs = np.array([r["log10_grad_ratio"] for r in rows])
+    grid = np.linspace(xs.min() - 0.3, xs.max() + 0.3, 60)
+    lines = np.asarray(boot["a_draws"])[:, None] * grid + np.asarray(boot["b_draws"])[:, None]
+    lo, hi = np.percentile(lines, [2.5, 97.5], axis=0)
+    ax.fill_between(10.0 ** grid, 10.0 ** lo, 10.0 ** hi, color="0.5", alpha=0.25, lw=0)
+    ax.plot(10.0 ** grid, 10.0 ** (law["a"] * grid + law["b"]), color="0.2", lw=1.2)
+    for o in outcomes or []:
+        if o.get("measured_steps") is not None:
+            ax.plot([10.0 ** o["log10_grad_ratio"]], [o["measured_steps"] * o["lr"] / 0.01], ls="none", marker="x",
+                    color="k", ms=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("predicted |grad layer 1| / |grad output| at init")
+    ax.set_ylabel("SGD steps to escape (survival median)")
+    ax.grid(alpha=0.3, which="both")
+    handles = ([Line2D([], [], color=color[b], lw=0, marker="o", label=f"batch {b}") for b in batches]
+               + [Line2D([], [], color="0.3", lw=0, marker=marker[d], label=f"depth {d}") for d in depths]
+               + [Line2D([], [], color="0.3", lw=0, marker="^", mfc="none", label="never: step budget"),
+                  Line2D([], [], color="0.2", lw=1.2,
+                         label=f"log10 s = {law['a']:.2f} log10 r + {law['b']:.2f}")]
+               + ([Line2D([], [], color="k", lw=0, marker="x", label="dated prediction's run (× lr/0.01)")]
+                  if any(o.get("measured_steps") is not None for o in outcomes or []) else []))
+    fig.legend(handles=handles, loc="outside right center", fontsize=8)
+    fig.suptitle("plateau escape in SGD steps against the mean-field prediction")
+    return save_figure(fig, path)
