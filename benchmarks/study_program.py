@@ -116,6 +116,9 @@ def main() -> None:
     p.add_argument("--include-optimizers", action="store_true", help="also the optimizer exercise's methods")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--chunk", type=int, default=None, help="members per chunk in both paths (default: the plan's)")
+    p.add_argument("--paths", choices=("both", "one", "programs"), default="both",
+                   help="one: only the one-program path (+ the others), e.g. the full protocol where today's "
+                        "path does not fit the time; programs: only today's")
     p.add_argument("--threads", type=int, default=1, help="CPU cores (on a CPU; 0: XLA's default, every core)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -148,15 +151,18 @@ def main() -> None:
     device = jax.local_devices()[0]
     times = {"programs_shared": [], "programs_rest": [], "one_program": []}
     agree = None
+    nan = (float("nan"), float("nan"))
     for _ in range(args.repeat):
-        t_shared, f_programs = run_programs(shared, seeds, arrays, args.chunk, device)
+        t_shared, f_programs = (run_programs(shared, seeds, arrays, args.chunk, device) if args.paths != "one"
+                                else (nan, {}))
         t_rest, _ = run_programs(rest, seeds, arrays, args.chunk, device) if rest else ((0.0, 0.0), {})
-        t_one, f_one = run_one_program(shared, seeds, arrays, args.chunk, device)
+        t_one, f_one = (run_one_program(shared, seeds, arrays, args.chunk, device) if args.paths != "programs"
+                        else (nan, {}))
         times["programs_shared"].append(t_shared)
         times["programs_rest"].append(t_rest)
         times["one_program"].append(t_one)
-        diffs = [abs(x - y) for m in shared for x, y in zip(f_programs[m], f_one[m])]
-        agree = (sum(d == 0 for d in diffs), len(diffs), max(diffs))
+        diffs = [abs(x - y) for m in shared for x, y in zip(f_programs.get(m, []), f_one.get(m, []))]
+        agree = (sum(d == 0 for d in diffs), len(diffs), max(diffs, default=float("nan")))
     med = {k: [statistics.median(t[i] for t in v) for i in (0, 1)] for k, v in times.items()}
     me_shared, me_all = member_epochs(shared, args.seeds), member_epochs(configs, args.seeds)
     add = lambda a, b: [x + y for x, y in zip(a, b)]  # noqa: E731
