@@ -60,7 +60,7 @@ def summarise(path: Path, steps: int, top: int = 12) -> dict:
     names = {e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
     per = collections.defaultdict(lambda: {"events": 0, "busy_us": 0.0, "ops": collections.Counter()})
     for e in events:
-        if e.get("ph") != "X":
+        if e.get("ph") != "X" or str(e.get("name", "")).startswith("$"):  # "$...": Python's own frames
             continue
         p = per[names.get(e["pid"], str(e["pid"]))]
         p["events"] += 1
