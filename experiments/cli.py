@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import shlex
 import signal
@@ -11,25 +12,64 @@ import time
 import warnings
 from typing import NoReturn
 
-from absl import logging as absl_logging  # installed with orbax
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from vgjax import config as config_mod
-from vgjax import data
 from vgjax.hooks import Hook
+
+
+def lazy(name: str):
+    """Module ``name``, loaded on its first attribute access (importlib's LazyLoader): a command
+    imports jax, orbax and matplotlib only after its arguments are parsed, so ``--help`` and
+    usage errors answer at once."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    if parent:  # as an import would: the package's attribute (``import vgjax.x; vgjax.x.f``)
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+data = lazy("vgjax.data")
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
 
+def version_line() -> str:
+    import vgjax
+
+    return f"vgjax {vgjax.__version__}"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every flag's default once: ``[default: X]`` added where the help does not say it already
+    (a default of None, False or an empty list says nothing, so it is not shown); the description
+    keeps its own line breaks (a command's steps, one per line)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        quiet = action.default in (None, False, [], argparse.SUPPRESS) or action.option_strings == []
+        if "[default:" in text or quiet or isinstance(action, argparse._HelpAction):
+            return text
+        value = action.default
+        shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        return f"{text} [default: {shown.replace('%', '%%')}]"  # as the flag takes it: 3,4,5
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line and exits with status 2."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=version_line(),
+                          help="print vgjax's version and exit")
 
     def error(self, message: str) -> NoReturn:
         fail(f"{self.prog}: {message} (see --help)")
@@ -67,6 +107,8 @@ def one_line_warnings() -> None:
     silence orbax's informational logging."""
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     # orbax logs its own notes through absl ("WARNING:absl:..."): the CLIs say what matters
+    from absl import logging as absl_logging  # installed with orbax
+
     absl_logging.set_verbosity(absl_logging.ERROR)
 
 
@@ -125,6 +167,9 @@ class EpochPrinter(Hook):
     """Progress for one run: a rich bar on a terminal, a plain line per epoch otherwise."""
 
     def __init__(self, title: str, total_epochs: int, done: int = 0, every: int = 1):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         self.console = Console(stderr=True)
         self.title, self.total, self.every = title, total_epochs, max(every, 1)
         self.start, self.start_done = time.perf_counter(), done
@@ -177,6 +222,16 @@ def config_flag(field_name: str) -> str | None:
     return None if flag is None else (flag or "--" + field.name.replace("_", "-"))
 
 
+def protocol_default(field) -> str:
+    """A Config field's default as its flag would take it ('' when it has none: None)."""
+    value = field.default
+    if value is None:
+        return ""
+    if field.name == "skips":
+        return ",".join(f"{a}-{b}" for a, b in value) or "none"
+    return str(value)
+
+
 def add_config_flags(parser: argparse.ArgumentParser, groups=config_mod.GROUPS, exclude=(),
                      note: str = "the method's") -> list[str]:
     """One flag per Config field of ``groups`` (an argument group each), default None (= not
@@ -193,7 +248,9 @@ def add_config_flags(parser: argparse.ArgumentParser, groups=config_mod.GROUPS, 
                 g.add_argument(flag, action="store_const", const=not f.default, **kw)
             else:
                 typ = _skips if f.name == "skips" else _FLAG_TYPES[f.type.replace(" | None", "")]
-                g.add_argument(flag, type=typ, **{**kw, "help": f"{kw['help']} [default: {note}]"})
+                shown = protocol_default(f)
+                g.add_argument(flag, type=typ, **{**kw, "help": f"{kw['help']} [default: {note}"
+                                                  + (f"; seed protocol: {shown}]" if shown else "]")})
             added.append(f.name)
     return added
 

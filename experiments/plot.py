@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 
 from experiments import cli
-from vgjax import plots, runlog
+from vgjax import runlog
+
+# loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
+plots = cli.lazy("vgjax.plots")
 
 
 def build_parser() -> cli.Parser:

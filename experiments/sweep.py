@@ -23,13 +23,15 @@ from pathlib import Path
 
 from experiments import cli, sweep_hosts
 from experiments.run import list_methods
-from vgjax import runtime, sweep
+from vgjax import runtime
 from vgjax.config import ConfigError
 from vgjax.config import fields as config_fields
 from vgjax.methods import get_config
 from vgjax.runlog import atomic_write_json
-from vgjax.sweep_files import run_records, write_outputs
 from vgjax.sweep_settings import DISCRETE, SETTING_COLUMNS, label_of
+
+# loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
+sweep, sweep_files = cli.lazy("vgjax.sweep"), cli.lazy("vgjax.sweep_files")
 
 # Config fields swept, set by the sweep's own flags, or meaningless in a sweep; every other model,
 # optimizer and protocol field has a single-valued flag
@@ -68,6 +70,7 @@ def build_parser() -> cli.Parser:
     p.add_argument("--name", default=None, help="sweep name [default: from the method and swept axes]")
     p.add_argument("--out", default=None, help="output directory [default: runs/sweeps/<name>]")
     p.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files")
+    p.add_argument("--data-source", choices=("idx", "tfds"), default="idx", help="where the arrays come from")
     p.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted sweep in the output directory (the same flags): its "
@@ -192,8 +195,8 @@ def open_store(out: Path, args, record: dict, specs: list, epochs: int, several:
 
 def finish(out: Path, results: list, epochs: int, wall_s: float, workers: int, processes: int, args) -> None:
     """The sweep's files and its table (``processes``: of a multi-process sweep, else 0)."""
-    runs, several = run_records(results), {"processes": processes} if processes else {}
-    per_setting = write_outputs(out, results, {"runs": runs, "epochs": epochs, "wall_time_s": wall_s, **several,
+    runs, several = sweep_files.run_records(results), {"processes": processes} if processes else {}
+    per_setting = sweep_files.write_outputs(out, results, {"runs": runs, "epochs": epochs, "wall_time_s": wall_s, **several,
                                                "device": runtime.device_description(results[0].spec.config.precision)})
     print_table(per_setting)
     chunks = ", ".join(f"{r['chunk_size']} ({r['chunk_source']})" for r in runs)
@@ -215,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep_cfg = {"methods": args.method, **{k: getattr(args, k) for k in DISCRETE},
                  "init_std": args.init_std, "lr": args.lr, "beta": args.beta, "seeds": list(range(args.seeds)),
                  "epochs": epochs, "train_limit": args.train_limit, "chunk": args.chunk}
+    if args.data_source != "idx":  # recorded only when not the default: earlier sweeps resume unchanged
+        sweep_cfg["data_source"] = args.data_source
     record = {"sweep": sweep_cfg, "configs": [s.config.to_dict() for s in specs]}
     several = sweep_hosts.is_member(args)
     if args.processes:  # the launcher: the processes it starts do the rest
@@ -225,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.sigterm_as_interrupt()
     writer = sweep_hosts.join(args, record) if several else True
     sweep_hosts.settle(sweep.sweep_dir_problem(out, record, args.resume, args.overwrite) if writer else None, several)
-    arrays = sweep_hosts.load_data(args) if several else cli.load_data(args.data_dir, "idx")
+    arrays = sweep_hosts.load_data(args) if several else cli.load_data(args.data_dir, args.data_source)
     store, workers = open_store(out, args, record, specs, epochs, several, writer)
     t0 = time.perf_counter()
     try:
