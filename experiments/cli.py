@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import shlex
 import signal
@@ -12,54 +11,15 @@ import time
 import warnings
 from typing import NoReturn
 
+from experiments.tooling import HelpFormatter, help_or_run, lazy, protocol_default, version_line  # noqa: F401
 from vgjax import config as config_mod
 from vgjax.hooks import Hook
 
-
-def lazy(name: str):
-    """Module ``name``, loaded on its first attribute access (importlib's LazyLoader): a command
-    imports jax, orbax and matplotlib only after its arguments are parsed, so ``--help`` and
-    usage errors answer at once."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    parent, _, child = name.rpartition(".")
-    if parent:  # as an import would: the package's attribute (``import vgjax.x; vgjax.x.f``)
-        setattr(sys.modules[parent], child, module)
-    return module
-
-
-data = lazy("vgjax.data")
+data = lazy("vgjax.data")  # numpy and the loader: loaded when first used
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
-
-
-def version_line() -> str:
-    import vgjax
-
-    return f"vgjax {vgjax.__version__}"
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Every flag's default once: ``[default: X]`` added where the help does not say it already
-    (a default of None, False or an empty list says nothing, so it is not shown); the description
-    keeps its own line breaks (a command's steps, one per line)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        quiet = action.default in (None, False, [], argparse.SUPPRESS) or action.option_strings == []
-        if "[default:" in text or quiet or isinstance(action, argparse._HelpAction):
-            return text
-        value = action.default
-        shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-        return f"{text} [default: {shown.replace('%', '%%')}]"  # as the flag takes it: 3,4,5
 
 
 class Parser(argparse.ArgumentParser):
@@ -220,16 +180,6 @@ def config_flag(field_name: str) -> str | None:
     field = next(f for f in config_mod.fields() if f.name == field_name)
     flag = field.metadata["flag"]
     return None if flag is None else (flag or "--" + field.name.replace("_", "-"))
-
-
-def protocol_default(field) -> str:
-    """A Config field's default as its flag would take it ('' when it has none: None)."""
-    value = field.default
-    if value is None:
-        return ""
-    if field.name == "skips":
-        return ",".join(f"{a}-{b}" for a, b in value) or "none"
-    return str(value)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, groups=config_mod.GROUPS, exclude=(),

@@ -30,8 +30,7 @@ from vgjax.methods import get_config
 from vgjax.runlog import atomic_write_json
 from vgjax.sweep_settings import DISCRETE, SETTING_COLUMNS, label_of
 
-# loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
-sweep, sweep_files = cli.lazy("vgjax.sweep"), cli.lazy("vgjax.sweep_files")
+sweep, sweep_files = cli.lazy("vgjax.sweep"), cli.lazy("vgjax.sweep_files")  # loaded when first used (fast --help)
 
 # Config fields swept, set by the sweep's own flags, or meaningless in a sweep; every other model,
 # optimizer and protocol field has a single-valued flag
@@ -217,9 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / (args.name or sweep_name(args))
     sweep_cfg = {"methods": args.method, **{k: getattr(args, k) for k in DISCRETE},
                  "init_std": args.init_std, "lr": args.lr, "beta": args.beta, "seeds": list(range(args.seeds)),
-                 "epochs": epochs, "train_limit": args.train_limit, "chunk": args.chunk}
-    if args.data_source != "idx":  # recorded only when not the default: earlier sweeps resume unchanged
-        sweep_cfg["data_source"] = args.data_source
+                 "epochs": epochs, "train_limit": args.train_limit, "chunk": args.chunk,
+                 **({"data_source": args.data_source} if args.data_source != "idx" else {})}  # earlier sweeps resume
     record = {"sweep": sweep_cfg, "configs": [s.config.to_dict() for s in specs]}
     several = sweep_hosts.is_member(args)
     if args.processes:  # the launcher: the processes it starts do the rest

@@ -26,8 +26,7 @@ from experiments import cli
 from vgjax import runtime
 from vgjax.runlog import atomic_write_json
 
-# loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
-jax, sweep = cli.lazy("jax"), cli.lazy("vgjax.sweep")  # sweep.hosts: joining the others
+jax, sweep = cli.lazy("jax"), cli.lazy("vgjax.sweep")  # loaded when first used (--help answers without them)
 
 EXIT_LOST = 4  # another process of a multi-process sweep was lost (finished chunks are kept)
 GRACE_S = 15.0  # the launcher's wait for the others to stop once one process has failed
@@ -39,7 +38,7 @@ OWN = ("data_dir", "out", "name")
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("several processes or hosts (README: Sweeps across hosts)")
+    g = p.add_argument_group("several processes or hosts (docs: guide/sweeps.md, Sweeps across hosts)")
     g.add_argument("--processes", type=int, default=None,
                    help="start N processes of this machine, the members sharded over all their devices")
     g.add_argument("--coordinator", default=None,
@@ -241,22 +240,13 @@ def lost(e: BaseException, out, writer: bool) -> None:
     sweep.hosts.leave_now(EXIT_LOST)
 
 
-def build_parser() -> cli.Parser:
-    """This module's flags alone: ``python -m experiments.sweep_hosts --help``."""
-    p = cli.Parser(prog="python -m experiments.sweep_hosts", description=__doc__.strip() + "\n\nThese flags are "
-                   "experiments.sweep's (python -m experiments.sweep --help lists the others); this command "
-                   "runs experiments.sweep with the flags given.")
-    add_flags(p)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if {"-h", "--help", "--version"} & set(argv):
-        build_parser().parse_args([a for a in argv if a in ("-h", "--help", "--version")])
-    from experiments import sweep as sweep_cli
-
-    return sweep_cli.main(argv)
+    """``python -m experiments.sweep_hosts``: --help lists these flags; else experiments.sweep with the flags given."""
+    return cli.help_or_run(argv, cli.Parser(prog="python -m experiments.sweep_hosts", description=__doc__.strip()
+                           + "\n\nThese are flags of experiments.sweep (its --help lists the others)."),
+                           add_flags, "experiments.sweep")
 
 
 if __name__ == "__main__":

@@ -166,10 +166,10 @@ HEAVY = ("jax", "flax", "optax", "orbax", "matplotlib", "tensorflow")
 
 
 def parsers():
-    """Every command's parser (escape: each of its steps), by name."""
+    """Every command's parser (escape: each of its steps), by name; sweep_hosts' flags are sweep's."""
     import importlib
     out = {}
-    for name in COMMAND_NAMES:
+    for name in COMMAND_NAMES[:-1]:
         module = importlib.import_module(f"experiments.{name}")
         if name == "escape":
             out.update({f"escape {step}".strip(): module.build_parser(step or None) for step in ("", "train", "report")})
