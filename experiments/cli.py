@@ -68,7 +68,6 @@ def one_line_warnings() -> None:
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     # orbax logs its own notes through absl ("WARNING:absl:..."): the CLIs say what matters
     from absl import logging as absl_logging  # installed with orbax
-
     absl_logging.set_verbosity(absl_logging.ERROR)
 
 

@@ -240,13 +240,10 @@ def lost(e: BaseException, out, writer: bool) -> None:
     sweep.hosts.leave_now(EXIT_LOST)
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m experiments.sweep_hosts``: --help lists these flags; else experiments.sweep with the flags given."""
-    return cli.help_or_run(argv, cli.Parser(prog="python -m experiments.sweep_hosts", description=__doc__.strip()
-                           + "\n\nThese are flags of experiments.sweep (its --help lists the others)."),
-                           add_flags, "experiments.sweep")
+    parser = cli.Parser(prog="python -m experiments.sweep_hosts", description=__doc__.strip())
+    return cli.help_or_run(argv, parser, add_flags, "experiments.sweep")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def help_or_run(argv: list[str] | None, parser: argparse.ArgumentParser, add_fla
     """A module whose flags belong to the command ``target``: ``--help`` (and ``--version``) answer
     with ``parser`` holding its ``add_flags``; anything else runs ``target``'s main with ``argv``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser.description += f"\n\nThese are flags of {target} (its --help lists the others); this runs it."
     add_flags(parser)
     parser.parse_args([a for a in argv if a in ("-h", "--help", "--version")])
     return importlib.import_module(target).main(argv)
