@@ -30,7 +30,7 @@ from vgjax.methods import get_config
 from vgjax.runlog import atomic_write_json
 from vgjax.sweep_settings import DISCRETE, SETTING_COLUMNS, label_of
 
-sweep, sweep_files = cli.lazy("vgjax.sweep"), cli.lazy("vgjax.sweep_files")  # loaded when first used (fast --help)
+sweep, sweep_files, callbacks = (cli.lazy(f"vgjax.{m}") for m in ("sweep", "sweep_files", "callbacks"))  # on first use
 
 # Config fields swept, set by the sweep's own flags, or meaningless in a sweep; every other model,
 # optimizer and protocol field has a single-valued flag
@@ -70,10 +70,10 @@ def build_parser() -> cli.Parser:
     p.add_argument("--out", default=None, help="output directory [default: runs/sweeps/<name>]")
     p.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files")
     p.add_argument("--data-source", choices=("idx", "tfds"), default="idx", help="where the arrays come from")
+    p.add_argument("--tensorboard", action="store_true", help="also write <out>/tensorboard/: one run per member")
     p.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the interrupted sweep in the output directory (the same flags): its "
-                        "finished chunks are kept, the others trained")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted sweep in the output directory "
+                   "(the same flags): its finished chunks are kept, the others trained")
     cli.add_config_flags(p, groups=("model", "optimizer", "protocol"), exclude=NOT_FIXED,
                          note="the method's; one value for the whole sweep")
     sweep_hosts.add_flags(p)
@@ -86,6 +86,8 @@ def check_args(args: argparse.Namespace) -> None:
                              ("--workers", args.workers, 0), ("--threads", args.threads, 1)):
         if value is not None and value < low:
             cli.fail(f"{flag} must be >= {low}, got {value}")
+    if args.tensorboard and not callbacks.tensorboard_available():
+        cli.fail(callbacks.TENSORBOARD_MISSING)
 
 
 def sweep_name(args: argparse.Namespace) -> str:
@@ -120,8 +122,6 @@ def common_epochs(specs: list) -> int:
     return next(iter(epochs.values()))
 
 
-# ----------------------------------------------------------------------------- outputs
-
 def print_table(per_setting: list[dict]) -> None:
     varying = [k for k in SETTING_COLUMNS if len({s[k] for s in per_setting}) > 1] or ["method"]
     print(f"{'setting':<32} {'final val_acc':>17} {'best val_acc':>17} {'left plateau':>12} {'diverged':>8}")
@@ -131,8 +131,6 @@ def print_table(per_setting: list[dict]) -> None:
         print(f"{label_of(s, varying):<32} {fmt(f):>17} {fmt(b):>17} "
               f"{lp['fraction']:>12.2f} {s['diverged']['count']:>4}/{s['seeds']}")
 
-
-# ----------------------------------------------------------------------------- main
 
 def group_label(config, specs: list) -> str:
     """The method and the discrete values that differ between the sweep's programs."""
@@ -198,6 +196,8 @@ def finish(out: Path, results: list, epochs: int, wall_s: float, workers: int, p
     per_setting = sweep_files.write_outputs(out, results, {"runs": runs, "epochs": epochs, "wall_time_s": wall_s, **several,
                                                "device": runtime.device_description(results[0].spec.config.precision)})
     print_table(per_setting)
+    if args.tensorboard:
+        print(f"tensorboard: {callbacks.write_sweep_tensorboard(out)}")
     chunks = ", ".join(f"{r['chunk_size']} ({r['chunk_source']})" for r in runs)
     mode = f"{workers} worker processes" if workers else f"vmapped on {results[0].n_devices} device(s)"
     mode += f" of {processes} processes" if processes else ""
