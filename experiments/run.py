@@ -6,7 +6,7 @@ run's ``error.log``), 2 usage, data or run-directory error, 3 the run diverged (
 interrupted (resume with ``--resume``).
 
 Every flag and input is checked before anything is written or deleted; the run directory is
-locked while the run lives (see README, "Run directories you can trust").
+locked while the run lives (docs/guide/runs.md, "Run directories you can trust").
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ directory per method (``RUNS/<method>``), then writes ``RUNS/suite.json`` and th
 Each method is a separate ``python -m experiments.run --method M --out RUNS/M --threads 1 ...``
 process. On a CPU, independent methods run in parallel as single-threaded workers, one per core
 (``--workers``, default: the usable cores); on a GPU or TPU one after another in the suite's own
-process (``vgjax.jobs.plan_workers``; README "Speed"). ``--sequential`` runs them one after another
+process (``vgjax.jobs.plan_workers``; docs/guide/accelerators.md, "Speed"). ``--sequential`` runs them one after another
 (to measure the speed-up). Worker output goes to ``RUNS/logs/<method>.log``; the progress view
 reads every run's ``history.jsonl``.
 

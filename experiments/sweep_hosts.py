@@ -1,5 +1,5 @@
 """The multi-process side of ``experiments.sweep``: its flags, the local launcher, and joining
-JAX's multi-controller runtime (docs/design.md, "Sweeps", "Across hosts"; README "Sweeps across hosts").
+JAX's multi-controller runtime (docs/design.md, "Sweeps", "Across hosts"; docs/guide/sweeps.md, "Sweeps across hosts").
 
 ``--processes N`` starts N processes of this machine itself (each with the same flags, joined by a
 coordinator on a free local port) and ends with the first failing process's status. On a cluster
