@@ -17,7 +17,6 @@ from vgjax.data import Arrays
 from vgjax.diagnostics import kernels
 from vgjax.runner import train_and_evaluate
 
-pytestmark = pytest.mark.fast
 ROOT = Path(__file__).resolve().parents[1]
 
 
