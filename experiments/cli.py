@@ -11,14 +11,12 @@ import time
 import warnings
 from typing import NoReturn
 
-from absl import logging as absl_logging  # installed with orbax
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+from experiments.tooling import HelpFormatter, help_or_run, lazy, protocol_default, version_line  # noqa: F401
 from vgjax import config as config_mod
-from vgjax import data
 from vgjax.faults import InterruptOnce, interrupts_once, no_space, write_failure, written_path  # noqa: F401
 from vgjax.hooks import Hook
+
+data = lazy("vgjax.data")  # numpy and the loader: loaded when first used
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
@@ -29,8 +27,10 @@ class Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line and exits with status 2."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=version_line(),
+                          help="print vgjax's version and exit")
 
     def error(self, message: str) -> NoReturn:
         fail(f"{self.prog}: {message} (see --help)")
@@ -69,6 +69,7 @@ def one_line_warnings() -> None:
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     # orbax logs its notes and a failed background save (with tracebacks) through absl: the CLIs
     # say what matters (vgjax.checkpoint raises a failed save again in the caller's thread)
+    from absl import logging as absl_logging  # installed with orbax
     absl_logging.set_verbosity(absl_logging.FATAL)
 
 
@@ -127,6 +128,9 @@ class EpochPrinter(Hook):
     """Progress for one run: a rich bar on a terminal, a plain line per epoch otherwise."""
 
     def __init__(self, title: str, total_epochs: int, done: int = 0, every: int = 1):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         self.console = Console(stderr=True)
         self.title, self.total, self.every = title, total_epochs, max(every, 1)
         self.start, self.start_done = time.perf_counter(), done
@@ -195,7 +199,9 @@ def add_config_flags(parser: argparse.ArgumentParser, groups=config_mod.GROUPS, 
                 g.add_argument(flag, action="store_const", const=not f.default, **kw)
             else:
                 typ = _skips if f.name == "skips" else _FLAG_TYPES[f.type.replace(" | None", "")]
-                g.add_argument(flag, type=typ, **{**kw, "help": f"{kw['help']} [default: {note}]"})
+                shown = protocol_default(f)
+                g.add_argument(flag, type=typ, **{**kw, "help": f"{kw['help']} [default: {note}"
+                                                  + (f"; seed protocol: {shown}]" if shown else "]")})
             added.append(f.name)
     return added
 

@@ -67,7 +67,7 @@ def add_report_flags(p: cli.Parser, out_flag: str) -> None:
 
 def build_parser(step: str | None) -> cli.Parser:
     prog = "python -m experiments.escape" + (f" {step}" if step else "")
-    p = cli.Parser(prog=prog, description=__doc__.split("\n\n")[1])
+    p = cli.Parser(prog=prog, description="\n\n".join(__doc__.split("\n\n")[1:]).strip())  # the steps too
     if step == "predict":
         p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="the sweep the law is fitted to")
         p.add_argument("--made", required=True, help="the date the predictions are made (YYYY-MM-DD)")
@@ -81,6 +81,7 @@ def build_parser(step: str | None) -> cli.Parser:
     if step != "train":
         add_report_flags(p, "--out" if step == "report" else "--report-out")
     p.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files")
+    p.add_argument("--data-source", choices=("idx", "tfds"), default="idx", help="where the arrays come from")
     return p
 
 
@@ -90,7 +91,8 @@ def sweep_argv(args) -> list[str]:
             "--batch-size", ",".join(map(str, args.batch_size)), "--init-std", ",".join(f"{s:g}" for s in args.init_std),
             "--seeds", str(args.seeds), "--epochs", str(args.epochs), "--out", args.out]
     for flag, value in (("--train-limit", args.train_limit), ("--workers", args.workers), ("--chunk", args.chunk),
-                        ("--unroll", args.unroll), ("--data-dir", args.data_dir)):
+                        ("--unroll", args.unroll), ("--data-dir", args.data_dir),
+                        ("--data-source", None if args.data_source == "idx" else args.data_source)):
         if value is not None:
             argv += [flag, str(value)]
     return argv + ["--resume"] * args.resume + ["--overwrite"] * args.overwrite
@@ -118,7 +120,7 @@ def report(args, sweep_dir: str) -> int:
         load_escape_sweep(path)  # a sweep that cannot be reported fails before the data are read
     except (OSError, ValueError) as e:
         cli.fail(str(e))
-    arrays = None if args.no_theory else cli.load_data(args.data_dir, "idx")
+    arrays = None if args.no_theory else cli.load_data(args.data_dir, args.data_source)
     command = " ".join(["python -m experiments.escape report", sweep_dir, "--out", args.report_out]
                        + ["--no-theory"] * args.no_theory + ["--no-figures"] * args.no_figures
                        + ([f"--theory-per-class {args.theory_per_class}"] if args.theory_per_class != 3 else []))

@@ -13,14 +13,20 @@ import sys
 from experiments import cli
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.evaluate", description=__doc__.split("\n\n")[1])
     p.add_argument("run_dir", help="a run directory written by experiments.run")
-    p.add_argument("--checkpoint", choices=("best", "latest"), default="best")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--data-source", choices=("idx", "tfds"), default="idx")
-    p.add_argument("--threads", type=cli.threads_count, default=1)
-    args = p.parse_args(argv)
+    p.add_argument("--checkpoint", choices=("best", "latest"), default="best",
+                   help="which saved model: the best epoch's (best/) or the newest checkpoint (checkpoints/)")
+    p.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files")
+    p.add_argument("--data-source", choices=("idx", "tfds"), default="idx", help="where the arrays come from")
+    p.add_argument("--threads", type=cli.threads_count, default=1,
+                   help="CPU cores for XLA (1 is fastest for these small matrices; 0: all)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     cli.one_line_warnings()
     # the library (jax, orbax) loads here, after the arguments: --help and usage errors answer
     # without it, and orbax's notes are already silenced when it loads

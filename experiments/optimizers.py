@@ -20,7 +20,9 @@ from pathlib import Path
 from rich.console import Console
 
 from experiments import cli
-from vgjax import quadratic
+
+# loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
+quadratic = cli.lazy("vgjax.quadratic")
 
 DEFAULT_OUT = Path("runs") / "optimizers_quadratic"
 

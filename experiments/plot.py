@@ -15,8 +15,11 @@ import sys
 from pathlib import Path
 
 from experiments import cli
-from vgjax import plots, runlog
-from vgjax.sweep_report import is_sweep_dir
+from vgjax import runlog
+
+# loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
+plots = cli.lazy("vgjax.plots")
+sweep_report = cli.lazy("vgjax.sweep_report")
 
 
 def build_parser() -> cli.Parser:
@@ -43,7 +46,7 @@ def is_run(p: Path) -> bool:
 
 def _not_a_run(p: Path) -> str:
     """Why ``p``, which holds a config.json, is not a run to draw: a sweep, or someone else's folder."""
-    if is_sweep_dir(p):
+    if sweep_report.is_sweep_dir(p):
         return (f"{p} is a sweep directory (experiments.sweep), not a run directory: its figures are "
                 f"{p / 'sweep_val_accuracy.png'} and sweep_loss.png; python -m experiments.report {p} "
                 f"writes its report and redraws them")

@@ -20,24 +20,29 @@ import sys
 from pathlib import Path
 
 from experiments import cli
-from vgjax.report import write_report
-from vgjax.sweep_report import is_sweep_dir, write_sweep_report
+
+# loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
+report_lib, sweep_report = cli.lazy("vgjax.report"), cli.lazy("vgjax.sweep_report")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.report", description=__doc__.split("\n\n")[1])
     p.add_argument("runs_dir", metavar="RUNS_DIR",
                    help="directory holding one run directory per method, or a sweep directory")
     p.add_argument("--no-figures", action="store_true", help="write the table and text only")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     runs_dir = Path(args.runs_dir)
     if not runs_dir.is_dir():
         cli.fail(f"{runs_dir}: no such directory")
     try:
-        if is_sweep_dir(runs_dir):
-            path = write_sweep_report(runs_dir, figures=not args.no_figures)
+        if sweep_report.is_sweep_dir(runs_dir):
+            path = sweep_report.write_sweep_report(runs_dir, figures=not args.no_figures)
         else:
-            path = write_report(runs_dir, figures=not args.no_figures)
+            path = report_lib.write_report(runs_dir, figures=not args.no_figures)
     except (FileNotFoundError, ValueError) as e:  # a damaged JSON file's message names it
         cli.fail(str(e))
     except (KeyError, TypeError, AttributeError) as e:

@@ -7,7 +7,7 @@ run's ``error.log``), 2 usage, data or run-directory error, 3 the run diverged (
 interrupted (resume with ``--resume``).
 
 Every flag and input is checked before anything is written or deleted; the run directory is
-locked while the run lives (see README, "Run directories you can trust").
+locked while the run lives (docs/guide/runs.md, "Run directories you can trust").
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ import traceback
 from pathlib import Path
 
 from experiments import cli
-from experiments.run_args import check_init_from, config_from_args
-from experiments.run_dir import inspect_run_dir, prepare_run_dir
-from vgjax import callbacks, runlock, runner, runtime, stages
 from vgjax.runlog import RunDir
 from vgjax.hooks import Hook
 from vgjax.methods import METHODS
 from vgjax.train import DIVERGED_LOSS
+
+# loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
+run_args, run_dir_mod = cli.lazy("experiments.run_args"), cli.lazy("experiments.run_dir")
+callbacks, runlock, runner = cli.lazy("vgjax.callbacks"), cli.lazy("vgjax.runlock"), cli.lazy("vgjax.runner")
+runtime, stages = cli.lazy("vgjax.runtime"), cli.lazy("vgjax.stages")
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.run", description=__doc__.split("\n\n")[1])
@@ -76,7 +78,7 @@ def _main(args, state: dict | None = None) -> int:
     runtime.pin_cpu_threads(args.threads)
     if args.resume and args.overwrite:
         cli.fail("--resume and --overwrite exclude each other")
-    config = config_from_args(args)
+    config = run_args.config_from_args(args)
     if config.tensorboard and not callbacks.tensorboard_available():
         cli.fail(callbacks.TENSORBOARD_MISSING)
     if args.out is not None and not args.out.strip():
@@ -84,7 +86,7 @@ def _main(args, state: dict | None = None) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{config.method}-seed{config.seed}"
     if config.init_from is not None and Path(config.init_from) == out.resolve():
         cli.fail(f"--init-from {args.init_from} is the run directory itself: give another --out")
-    action = inspect_run_dir(out, config, args.resume, args.overwrite)
+    action = run_dir_mod.inspect_run_dir(out, config, args.resume, args.overwrite)
     if action == "done":
         print(f"{out} holds a finished run: nothing to resume")
         return 0
@@ -93,7 +95,7 @@ def _main(args, state: dict | None = None) -> int:
     if config.train_limit is not None and config.train_limit > n_train:
         cli.fail(f"--train-limit {config.train_limit} is more than the {n_train} training images")
     if config.init_from is not None:
-        check_init_from(config)
+        run_args.check_init_from(config)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -109,7 +111,7 @@ def _main(args, state: dict | None = None) -> int:
         if lock.took_over:
             print(f"note: {out}: took over the lock of a run that no longer runs "
                   f"({runlock.describe(lock.took_over)})", file=sys.stderr)
-        action = inspect_run_dir(out, config, args.resume, args.overwrite)  # again, now that it is ours
+        action = run_dir_mod.inspect_run_dir(out, config, args.resume, args.overwrite)  # again, now that it is ours
         if action == "done":
             print(f"{out} holds a finished run: nothing to resume")
             return 0
@@ -117,7 +119,7 @@ def _main(args, state: dict | None = None) -> int:
             print(f"note: {out} has no checkpoint yet (it stopped before its first one): it starts again "
                   f"from epoch 1", file=sys.stderr)
         state["prepared"] = out
-        run_dir = prepare_run_dir(out, action, config)
+        run_dir = run_dir_mod.prepare_run_dir(out, action, config)
         return train(config, run_dir, arrays, resume=action == "resume", interrupts=state.get("interrupts"))
     finally:
         lock.release()

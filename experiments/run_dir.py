@@ -1,6 +1,6 @@
 """The run directory of ``experiments.run``: what ``--out`` holds decides what the run may do
 (start, replace with ``--overwrite``, continue with ``--resume``), decided from its files
-before anything is written; every refusal is one line (see README, "Run directories you can trust")."""
+before anything is written; every refusal is one line (docs/guide/runs.md, "Run directories you can trust")."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ directory per method (``RUNS/<method>``), then writes ``RUNS/suite.json`` and th
 Each method is a separate ``python -m experiments.run --method M --out RUNS/M --threads 1 ...``
 process. On a CPU, independent methods run in parallel as single-threaded workers, one per core
 (``--workers``, default: the usable cores); on a GPU or TPU one after another in the suite's own
-process (``vgjax.jobs.plan_workers``; README "Speed"). ``--sequential`` runs them one after another
+process (``vgjax.jobs.plan_workers``; docs/guide/accelerators.md, "Speed"). ``--sequential`` runs them one after another
 (to measure the speed-up). Worker output goes to ``RUNS/logs/<method>.log``; the progress view
 reads every run's ``history.jsonl``.
 
@@ -32,14 +32,15 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import cli, suite_seeds
-from vgjax import jobs as jobs_lib
-from vgjax import callbacks, owned, stages
+from experiments import cli
+from vgjax import owned
 from vgjax.config import Config
-from vgjax.jobs import Job
 from vgjax.methods import METHODS, get_config, method_names
-from vgjax.report import write_report
 from vgjax.runlog import RunDir, atomic_write_json
+
+# loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
+suite_seeds, jobs_lib = cli.lazy("experiments.suite_seeds"), cli.lazy("vgjax.jobs")
+callbacks, stages, report_lib = cli.lazy("vgjax.callbacks"), cli.lazy("vgjax.stages"), cli.lazy("vgjax.report")
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_EPOCHS = 300  # the seed protocol's epochs (and the staged schedule's last stage)
@@ -127,13 +128,13 @@ def estimated_cost(method: str, args) -> float:
         return 0.0
 
 
-def order_jobs(jobs: list[Job], args) -> None:
+def order_jobs(jobs: list[jobs_lib.Job], args) -> None:
     """Most expensive first (in place); stable, so equal costs keep the given order."""
     jobs.sort(key=lambda j: -estimated_cost(j.method, args))
 
 
 def plan(args, methods: list[str], passthrough: list[str], runs_dir: Path,
-         extra: dict[str, list[str]] | None = None) -> list[Job]:
+         extra: dict[str, list[str]] | None = None) -> list[jobs_lib.Job]:
     """One job per method; refuses (exit 2) to touch existing runs without --resume/--overwrite."""
     extra = extra or {}
     jobs, clashes = [], []
@@ -151,7 +152,7 @@ def plan(args, methods: list[str], passthrough: list[str], runs_dir: Path,
                "--threads", str(args.threads), *run_flags(m, args), *extra.get(m, []), *passthrough]
         if action in ("resume", "overwrite"):
             cmd.append("--" + action)
-        jobs.append(Job(m, out, cmd, action, runs_dir / jobs_lib.LOGS_DIR / f"{m}.log", COMPLETED_EXIT_CODES))
+        jobs.append(jobs_lib.Job(m, out, cmd, action, runs_dir / jobs_lib.LOGS_DIR / f"{m}.log", COMPLETED_EXIT_CODES))
     if clashes:
         cli.fail(f"{runs_dir} already holds runs of {', '.join(clashes)}; use --resume to skip complete ones "
                  f"and continue the others, or --overwrite to start over")
@@ -207,7 +208,7 @@ def check_args(args, methods: list[str]) -> None:
         cli.fail(callbacks.TENSORBOARD_MISSING)
 
 
-def finish_suite(args, jobs: list[Job], runs_dir: Path, workers: int, wall: float, completed: bool) -> int:
+def finish_suite(args, jobs: list[jobs_lib.Job], runs_dir: Path, workers: int, wall: float, completed: bool) -> int:
     """suite.json, the summary table, the report; the exit status."""
     record = jobs_lib.suite_record(jobs, workers=workers, wall=wall, interrupted=not completed,
                                    sequential=args.sequential, threads=args.threads)
@@ -220,7 +221,7 @@ def finish_suite(args, jobs: list[Job], runs_dir: Path, workers: int, wall: floa
         return cli.EXIT_INTERRUPTED
     if not args.no_report:
         try:
-            print(f"report: {write_report(runs_dir)}")
+            print(f"report: {report_lib.write_report(runs_dir)}")
         except Exception as e:  # noqa: BLE001 - the runs are done; a report problem must not hide that
             print(f"warning: could not write the report: {e}", file=sys.stderr)
     failed = [j.method for j in jobs if j.status in ("failed", "diverged", "interrupted")]

@@ -23,13 +23,14 @@ from pathlib import Path
 
 from experiments import cli, faults, sweep_hosts
 from experiments.run import list_methods
-from vgjax import runtime, sweep
+from vgjax import runtime
 from vgjax.config import ConfigError
 from vgjax.config import fields as config_fields
 from vgjax.methods import get_config
 from vgjax.runlog import atomic_write_json
-from vgjax.sweep_files import run_records, write_outputs
 from vgjax.sweep_settings import DISCRETE, SETTING_COLUMNS, label_of
+
+sweep, sweep_files, callbacks = (cli.lazy(f"vgjax.{m}") for m in ("sweep", "sweep_files", "callbacks"))  # on first use
 
 # Config fields swept, set by the sweep's own flags, or meaningless in a sweep; every other model,
 # optimizer and protocol field has a single-valued flag
@@ -68,10 +69,11 @@ def build_parser() -> cli.Parser:
     p.add_argument("--name", default=None, help="sweep name [default: from the method and swept axes]")
     p.add_argument("--out", default=None, help="output directory [default: runs/sweeps/<name>]")
     p.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files")
+    p.add_argument("--data-source", choices=("idx", "tfds"), default="idx", help="where the arrays come from")
+    p.add_argument("--tensorboard", action="store_true", help="also write <out>/tensorboard/: one run per member")
     p.add_argument("--overwrite", action="store_true", help="replace an existing sweep directory")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the interrupted sweep in the output directory (the same flags): its "
-                        "finished chunks are kept, the others trained")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted sweep in the output directory "
+                   "(the same flags): its finished chunks are kept, the others trained")
     cli.add_config_flags(p, groups=("model", "optimizer", "protocol"), exclude=NOT_FIXED,
                          note="the method's; one value for the whole sweep")
     sweep_hosts.add_flags(p)
@@ -84,6 +86,8 @@ def check_args(args: argparse.Namespace) -> None:
                              ("--workers", args.workers, 0), ("--threads", args.threads, 1)):
         if value is not None and value < low:
             cli.fail(f"{flag} must be >= {low}, got {value}")
+    if args.tensorboard and not callbacks.tensorboard_available():
+        cli.fail(callbacks.TENSORBOARD_MISSING)
 
 
 def sweep_name(args: argparse.Namespace) -> str:
@@ -118,8 +122,6 @@ def common_epochs(specs: list) -> int:
     return next(iter(epochs.values()))
 
 
-# ----------------------------------------------------------------------------- outputs
-
 def print_table(per_setting: list[dict]) -> None:
     varying = [k for k in SETTING_COLUMNS if len({s[k] for s in per_setting}) > 1] or ["method"]
     print(f"{'setting':<32} {'final val_acc':>17} {'best val_acc':>17} {'left plateau':>12} {'diverged':>8}")
@@ -129,8 +131,6 @@ def print_table(per_setting: list[dict]) -> None:
         print(f"{label_of(s, varying):<32} {fmt(f):>17} {fmt(b):>17} "
               f"{lp['fraction']:>12.2f} {s['diverged']['count']:>4}/{s['seeds']}")
 
-
-# ----------------------------------------------------------------------------- main
 
 def group_label(config, specs: list) -> str:
     """The method and the discrete values that differ between the sweep's programs."""
@@ -192,10 +192,12 @@ def open_store(out: Path, args, record: dict, specs: list, epochs: int, several:
 
 def finish(out: Path, results: list, epochs: int, wall_s: float, workers: int, processes: int, args) -> None:
     """The sweep's files and its table (``processes``: of a multi-process sweep, else 0)."""
-    runs, several = run_records(results), {"processes": processes} if processes else {}
-    per_setting = write_outputs(out, results, {"runs": runs, "epochs": epochs, "wall_time_s": wall_s, **several,
+    runs, several = sweep_files.run_records(results), {"processes": processes} if processes else {}
+    per_setting = sweep_files.write_outputs(out, results, {"runs": runs, "epochs": epochs, "wall_time_s": wall_s, **several,
                                                "device": runtime.device_description(results[0].spec.config.precision)})
     print_table(per_setting)
+    if args.tensorboard:
+        print(f"tensorboard: {callbacks.write_sweep_tensorboard(out)}")
     chunks = ", ".join(f"{r['chunk_size']} ({r['chunk_source']})" for r in runs)
     mode = f"{workers} worker processes" if workers else f"vmapped on {results[0].n_devices} device(s)"
     mode += f" of {processes} processes" if processes else ""
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / (args.name or sweep_name(args))
     sweep_cfg = {"methods": args.method, **{k: getattr(args, k) for k in DISCRETE},
                  "init_std": args.init_std, "lr": args.lr, "beta": args.beta, "seeds": list(range(args.seeds)),
-                 "epochs": epochs, "train_limit": args.train_limit, "chunk": args.chunk}
+                 "epochs": epochs, "train_limit": args.train_limit, "chunk": args.chunk,
+                 **({"data_source": args.data_source} if args.data_source != "idx" else {})}  # earlier sweeps resume
     record = {"sweep": sweep_cfg, "configs": [s.config.to_dict() for s in specs]}
     several = sweep_hosts.is_member(args)
     if args.processes:  # the launcher: the processes it starts do the rest
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.sigterm_as_interrupt()
     writer = sweep_hosts.join(args, record) if several else True
     sweep_hosts.settle(sweep.sweep_dir_problem(out, record, args.resume, args.overwrite) if writer else None, several)
-    arrays = sweep_hosts.load_data(args) if several else cli.load_data(args.data_dir, "idx")
+    arrays = sweep_hosts.load_data(args) if several else cli.load_data(args.data_dir, args.data_source)
     lock, problem = sweep.lock_dir(out) if writer else (None, None)  # process 0 holds a multi-process sweep's
     try:
         if writer and problem is None:  # again, now that the directory is ours

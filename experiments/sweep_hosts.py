@@ -1,5 +1,5 @@
 """The multi-process side of ``experiments.sweep``: its flags, the local launcher, and joining
-JAX's multi-controller runtime (docs/design.md, "Sweeps", "Across hosts"; README "Sweeps across hosts").
+JAX's multi-controller runtime (docs/design.md, "Sweeps", "Across hosts"; docs/guide/sweeps.md, "Sweeps across hosts").
 
 ``--processes N`` starts N processes of this machine itself (each with the same flags, joined by a
 coordinator on a free local port) and ends with the first failing process's status. On a cluster
@@ -22,12 +22,11 @@ import subprocess
 import sys
 import time
 
-import jax
-
 from experiments import cli
 from vgjax import runtime
 from vgjax.runlog import atomic_write_json
-from vgjax.sweep import hosts
+
+jax, sweep = cli.lazy("jax"), cli.lazy("vgjax.sweep")  # loaded when first used (--help answers without them)
 
 EXIT_LOST = 4  # another process of a multi-process sweep was lost (finished chunks are kept)
 GRACE_S = 15.0  # the launcher's wait for the others to stop once one process has failed
@@ -39,7 +38,7 @@ OWN = ("data_dir", "out", "name")
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("several processes or hosts (README: Sweeps across hosts)")
+    g = p.add_argument_group("several processes or hosts (docs: guide/sweeps.md, Sweeps across hosts)")
     g.add_argument("--processes", type=int, default=None,
                    help="start N processes of this machine, the members sharded over all their devices")
     g.add_argument("--coordinator", default=None,
@@ -151,20 +150,20 @@ def count(several: bool) -> int:
 def join(args: argparse.Namespace, record: dict) -> bool:
     """Join the other processes (before any JAX computation; a failure is a usage error), which
     must sweep the same ``record`` with the same flags. Whether this process writes the files."""
-    cluster = hosts.Cluster(args.coordinator, args.num_processes, args.process_id, args.host_timeout)
+    cluster = sweep.hosts.Cluster(args.coordinator, args.num_processes, args.process_id, args.host_timeout)
     where = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS") or "the cluster's coordinator"
 
     def timed_out() -> None:
         print(f"error: not every process of the sweep joined {where} within {args.host_timeout:g} s "
               f"(check --num-processes, --process-id and that every process started)", file=sys.stderr)
-        hosts.leave_now(cli.EXIT_USAGE)
+        sweep.hosts.leave_now(cli.EXIT_USAGE)
 
     try:
-        hosts.join(cluster, timed_out)
-    except hosts.JoinError as e:
+        sweep.hosts.join(cluster, timed_out)
+    except sweep.hosts.JoinError as e:
         cli.fail(f"cannot join the sweep's processes: {e}")
     check_same(args, record)
-    return hosts.is_writer()
+    return sweep.hosts.is_writer()
 
 
 def settle(problem: str | None, several: bool) -> None:
@@ -178,7 +177,7 @@ def settle(problem: str | None, several: bool) -> None:
 def agree(problem: str | None) -> None:
     """Every process ends with status 2 when any has a ``problem`` (a collective); the first process
     with one says it."""
-    first = hosts.first_problem(problem)
+    first = sweep.hosts.first_problem(problem)
     if first is None:
         return
     index, text = first
@@ -190,13 +189,13 @@ def agree(problem: str | None) -> None:
 def same_everywhere(mine: str | None, what: str) -> None:
     """Every process ends with status 2 unless all give the same ``mine`` (a collective). None: this
     process failed and said why; otherwise process 0 names the first process that differs."""
-    given = hosts.exchange(json.dumps(mine))
+    given = sweep.hosts.exchange(json.dumps(mine))
     values = [json.loads(v) for v in given]
     if None in values:
         raise SystemExit(cli.EXIT_USAGE)
     other = next((i for i, v in enumerate(values) if v != values[0]), None)
     if other is not None:
-        if hosts.is_writer():
+        if sweep.hosts.is_writer():
             print(f"error: process {other} {what} than process 0", file=sys.stderr)
         raise SystemExit(cli.EXIT_USAGE)
 
@@ -205,16 +204,16 @@ def check_same(args: argparse.Namespace, record: dict) -> None:
     """Every process must sweep the same members with the same flags and count the same processes."""
     mine = {k: v for k, v in vars(args).items() if k not in (*PLACE, *OWN)}
     mine["num_processes"] = jax.process_count() if args.num_processes is None else args.num_processes
-    same_everywhere(hosts.digest([record, mine]), "was started with other flags (or --num-processes)")
+    same_everywhere(sweep.hosts.digest([record, mine]), "was started with other flags (or --num-processes)")
 
 
 def load_data(args: argparse.Namespace):
     """This process's copy of the data set; every process must load the same (a collective)."""
     try:
-        arrays = cli.load_data(args.data_dir, "idx")
+        arrays = cli.load_data(args.data_dir, args.data_source)
     except SystemExit:  # it said why
         arrays = None
-    same_everywhere(None if arrays is None else hosts.data_digest(arrays),
+    same_everywhere(None if arrays is None else sweep.hosts.data_digest(arrays),
                     "loaded other data (check --data-dir on every host)")
     return arrays
 
@@ -226,7 +225,7 @@ def on_lost_contact(out, writer: bool):
     try:
         yield
     except Exception as e:
-        if not hosts.lost_contact(e):
+        if not sweep.hosts.lost_contact(e):
             raise
         lost(e, out, writer)
 
@@ -238,4 +237,14 @@ def lost(e: BaseException, out, writer: bool) -> None:
     first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     print(f"error: lost contact with another process of the sweep ({first}); finished chunks are kept: "
           f"continue with --resume", file=sys.stderr)
-    hosts.leave_now(EXIT_LOST)
+    sweep.hosts.leave_now(EXIT_LOST)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.sweep_hosts``: --help lists these flags; else experiments.sweep with the flags given."""
+    parser = cli.Parser(prog="python -m experiments.sweep_hosts", description=__doc__.strip())
+    return cli.help_or_run(argv, parser, add_flags, "experiments.sweep")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,8 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 from experiments import cli
-from vgjax import figures, runtime
-from vgjax import theory_check as tc
+from vgjax import runtime
+
+# loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
+figures, tc = cli.lazy("vgjax.figures"), cli.lazy("vgjax.theory_check")
 from vgjax.runlog import atomic_write_json, atomic_write_text
 
 
@@ -45,7 +47,7 @@ def build_parser() -> cli.Parser:
     p.add_argument("--data-dir", default=None, help="directory with the four Fashion-MNIST IDX files")
     p.add_argument("--data-source", choices=("idx", "tfds"), default="idx", help="where the arrays come from")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for JAX (0: all)")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument("--no-figures", "--no-plots", dest="no_plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--no-trainability", action="store_true",
                    help="skip the trainability sweep (val accuracy after a fixed budget vs init std)")
     p.add_argument("--trainability-epochs", type=int, default=None,

@@ -1,5 +1,6 @@
 """End to end through the command line: run files, usage errors, divergence, kill + resume."""
 
+import argparse
 import json
 import os
 import signal
@@ -154,3 +155,101 @@ def test_init_from_a_run_without_checkpoint_is_one_line_and_touches_nothing(tmp_
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith("it holds no checkpoint")
     assert len(proc.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in src.iterdir()) == ["config.json"] and not (tmp_path / "d").exists()
+
+
+# ----------------------------------------------------------------------------- one tool: help, defaults, vgjax
+
+COMMAND_NAMES = ("run", "suite", "sweep", "escape", "report", "plot", "evaluate", "theory", "optimizers", "sweep_hosts")
+# escape's defaults are the study's grid, which lives in vgjax.escape (it imports jax at the top)
+LIBRARY_BEFORE_PARSING = {"escape"}
+HEAVY = ("jax", "flax", "optax", "orbax", "matplotlib", "tensorflow")
+
+
+def parsers():
+    """Every command's parser (escape: each of its steps), by name; sweep_hosts' flags are sweep's."""
+    import importlib
+    out = {}
+    for name in COMMAND_NAMES[:-1]:
+        module = importlib.import_module(f"experiments.{name}")
+        if name == "escape":
+            out.update({f"escape {step}".strip(): module.build_parser(step or None) for step in ("", "train", "report")})
+        else:
+            out[name] = module.build_parser()
+    return out
+
+
+@pytest.mark.parametrize("name", [n for n in COMMAND_NAMES if n not in LIBRARY_BEFORE_PARSING])
+def test_help_answers_before_the_library_loads(name):
+    code = (f"import sys, contextlib, io\nfrom experiments import {name} as m\n"
+            "try:\n    with contextlib.redirect_stdout(io.StringIO()) as out:\n        m.main(['--help'])\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "loaded = lambda h: type(sys.modules.get(h)).__name__ == 'module'  # not cli.lazy's, not absent\n"
+            f"print(sorted(h for h in {HEAVY!r} if loaded(h)), len(out.getvalue().splitlines()))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    heavy, lines = proc.stdout.split("] ")
+    assert heavy == "[" and int(lines) > 5, proc.stdout
+
+
+def test_every_flag_has_help_and_its_default_once():
+    for name, parser in parsers().items():
+        text = parser.format_help()
+        assert "(default:" not in text and "default: None" not in text, name
+        for action in parser._actions:
+            assert action.help and action.help.strip(), f"{name}: {action.option_strings or action.dest} has no help"
+            shown = parser._get_formatter()._expand_help(action) if action.help else ""
+            assert shown.count("[default:") <= 1, f"{name}: {action.option_strings}: {shown}"
+            quiet = action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings
+            if not quiet:
+                assert "[default:" in shown, f"{name}: {action.option_strings} hides its default {action.default!r}"
+
+
+def test_config_flags_name_the_seed_protocols_value():
+    from vgjax.config import Config
+    helps = {a.dest: a.help for a in parsers()["run"]._actions}
+    assert helps["init_std"].endswith(f"[default: the method's; seed protocol: {Config().init_std}]")
+    assert helps["train_limit"].endswith("[default: the method's]")  # None: no value to name
+
+
+def test_escape_help_lists_its_steps_and_sweep_hosts_prints():
+    escape = parsers()["escape"].format_help()
+    assert "\n  train   " in escape and "\n  report  " in escape
+    proc = subprocess.run([sys.executable, "-m", "experiments.sweep_hosts", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--coordinator" in proc.stdout and "--num-processes" in proc.stdout
+
+
+def test_one_vocabulary_and_the_old_spellings_still_parse():
+    p = parsers()
+    flags = {name: {s for a in parser._actions for s in a.option_strings} for name, parser in p.items()}
+    for name in ("run", "suite", "sweep", "escape", "theory", "plot", "optimizers", "escape train", "escape report"):
+        assert "--out" in flags[name], name
+    for name in ("run", "suite", "sweep", "escape", "theory", "evaluate", "escape train", "escape report"):
+        assert "--data-source" in flags[name], name
+    for name in ("report", "theory", "escape", "escape report"):
+        assert "--no-figures" in flags[name], name
+    assert p["suite"].parse_args(["--runs-dir", "x"]).runs_dir == "x"  # the old spelling
+    assert p["theory"].parse_args(["--no-plots"]).no_plots and p["theory"].parse_args(["--no-figures"]).no_plots
+    assert p["sweep"].parse_args(["--data-source", "tfds"]).data_source == "tfds"
+
+
+def test_the_vgjax_tool_dispatches_to_the_modules_and_knows_its_version():
+    import importlib
+    import tomllib
+
+    import vgjax
+    from experiments import commands
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["vgjax"].partition(":")
+    assert getattr(importlib.import_module(module), function) is commands.main
+    for name, (target, _) in commands.COMMANDS.items():
+        assert callable(importlib.import_module(target).main), name
+    version = subprocess.run([sys.executable, "-m", "experiments", "run", "--version"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0 and version.stdout.strip() == f"vgjax {vgjax.__version__}"
+    listed = subprocess.run([sys.executable, "-m", "experiments", "run", "--list"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and listed.stdout == cli("--list").stdout  # the same module's output
+    unknown = subprocess.run([sys.executable, "-m", "experiments", "trian"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1 and "run" in unknown.stderr

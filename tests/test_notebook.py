@@ -139,7 +139,7 @@ def test_the_install_cell_installs_a_checkout_directory(tmp_path):
     pytest.importorskip("setuptools")
     src = tmp_path / "src"  # a copy: building in the checkout would leave build/ and egg-info there
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     for package in ("vgjax", "experiments"):
         shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))

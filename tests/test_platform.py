@@ -237,6 +237,15 @@ class FakeWriter:
     def add_scalar(self, tag, value, step):
         self.scalars.append((tag, value, step))
 
+    def add_histogram(self, tag, values, step):
+        self.histograms = getattr(self, "histograms", []) + [(tag, values, step)]
+
+    def add_text(self, tag, text, step):
+        self.texts = getattr(self, "texts", []) + [(tag, text, step)]
+
+    def add_hparams(self, hparams, metrics, name=None):
+        self.hparams = (hparams, metrics, name)
+
     def flush(self):
         pass
 
@@ -256,7 +265,7 @@ def test_the_tensorboard_hook_writes_every_history_number_per_epoch(tmp_path):
     got = {(tag, step): value for tag, value, step in writer.scalars}
     for rec in result.history:
         for tag in ("loss", "accuracy", "val_loss", "val_accuracy", "grad_norm/hidden_1", "grad_norm/hidden_2"):
-            assert got[(tag, rec["epoch"])] == rec[tag]
+            assert got[(callbacks.tensorboard_tag(tag), rec["epoch"])] == rec[tag]
     assert not any(tag == "epoch" for tag, _, _ in writer.scalars)
     assert result.summary["tensorboard"] == str(rd.path / "tensorboard")
     # a resumed run tells TensorBoard to drop what came after the epoch it resumes from
@@ -293,8 +302,8 @@ def test_the_real_tensorboardx_writer(tmp_path):
     tb.on_epoch_end({"epoch": 2, "loss": 0.25, "grad_norm/hidden_1": 0.125}, None)
     tb.wait_for_saves()
     (events,) = list((tmp_path / "tb").glob("events.out.tfevents.*"))
-    assert read_events(events) == [("loss", 0.5, 1), ("grad_norm/hidden_1", 0.25, 1),
-                                   ("loss", 0.25, 2), ("grad_norm/hidden_1", 0.125, 2)]
+    assert read_events(events) == [("loss/train", 0.5, 1), ("grad_norm/hidden_1", 0.25, 1),
+                                   ("loss/train", 0.25, 2), ("grad_norm/hidden_1", 0.125, 2)]
 
 
 def test_the_histograms_probe_gradient_gets_the_precision_too():

@@ -1,4 +1,4 @@
-"""The layout rules of README.md ("Layout"), checked on the source: the library never imports the
+"""The layout rules of docs/maintainers.md ("Layout"), checked on the source: the library never imports the
 command lines, its modules import each other without a cycle, no function exceeds 60 lines and
 no command-line module 250."""
 

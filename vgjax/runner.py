@@ -286,7 +286,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, arrays, *, hooks: It
     diag_fn, diag_hooks = diagnostics.hooks_for(config, run_dir, probe_x, probe_y,
                                                 stage_table(config).total_epochs)
     extra = {"data_source": getattr(arrays, "source", None), **(summary_extra or {})}
-    result = run(config, run_dir, data, resume=resume, hooks=[*hooks, *callbacks.hooks_for(config, run_dir), *diag_hooks],
+    result = run(config, run_dir, data, resume=resume, hooks=[*hooks, *callbacks.hooks_for(config, run_dir, (probe_x, probe_y)), *diag_hooks],
                  diagnostics=diag_fn, summary_extra=extra)
     try:
         plots.plot_run(run_dir.path)
