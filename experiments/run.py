@@ -22,12 +22,12 @@ from experiments import cli
 from vgjax.runlog import RunDir
 from vgjax.hooks import Hook
 from vgjax.methods import METHODS
-from vgjax.train import DIVERGED_LOSS
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
 run_args, run_dir_mod = cli.lazy("experiments.run_args"), cli.lazy("experiments.run_dir")
 callbacks, runlock, runner = cli.lazy("vgjax.callbacks"), cli.lazy("vgjax.runlock"), cli.lazy("vgjax.runner")
 runtime, stages = cli.lazy("vgjax.runtime"), cli.lazy("vgjax.stages")
+train_lib = cli.lazy("vgjax.train")
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.run", description=__doc__.split("\n\n")[1])
@@ -199,7 +199,7 @@ def train(config, run_dir, arrays, resume: bool = False, interrupts: cli.Interru
         last = run_dir.history()[-1] if run_dir.history() else {}
         loss = ", ".join(f"{k} {last[k]:.4g}" for k in ("loss", "val_loss") if isinstance(last.get(k), float))
         print(f"error: {config.method} diverged at epoch {s['diverged_epoch']} ({loss or 'loss NaN/Inf'}: NaN/Inf "
-              f"or above {DIVERGED_LOSS:.0f}, e.g. a too large --lr); see {run_dir.summary_path}", file=sys.stderr)
+              f"or above {train_lib.DIVERGED_LOSS:.0f}, e.g. a too large --lr); see {run_dir.summary_path}", file=sys.stderr)
         return cli.EXIT_DIVERGED
     final = s["final"]
     print(f"{config.method}: {result.status} after {s['epochs_run']} epochs — "

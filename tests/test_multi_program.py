@@ -36,9 +36,10 @@ def test_one_program_gives_every_member_its_single_run(fashion_mnist_dir):
     standardize net to 1e-5 relative (losses) and one example (accuracies)."""
     a = data.load(fashion_mnist_dir)
     arrays = sweep.Arrays(a.x_train[:TRAIN], a.y_train[:TRAIN], a.x_test[:2000], a.y_test[:2000])
-    # baseline_5 and weight_std_1 left out for time: baseline_3 and weight_std_10 take their branches
+    # baseline_5 and weight_std_1 left out for time: baseline_3 and weight_std_10 take their branches;
+    # custom_norm evaluates in batches of 32 (as Keras does), the others in 2000 rows: not one program
     configs = {m: get_config(m, diagnostics=False, epochs=EPOCHS) for m in STUDY
-               if m not in ("baseline_5", "weight_std_1")}
+               if m not in ("baseline_5", "weight_std_1", "custom_norm")}
     # member i: method i, seed i % 2 (one seed per method keeps the test short)
     spec = MultiSpec.of(configs, (0, 1))
     members = spec.members()
@@ -97,7 +98,7 @@ def test_a_member_computes_its_methods_network(method):
     a member's choices gives the logits and the input gradient of the method's own MLP, with
     the method's parameters padded by zeros (synthetic data; exact: the selects pass values through
     unchanged and the unselected branches' cotangents are zeros)."""
-    configs = {m: get_config(m) for m in STUDY}
+    configs = {m: get_config(m, eval_batch_size=32) for m in STUDY}  # one evaluation batch for all
     lay = union_layout(configs)
     union = UnionMLP(depth=7, activations=lay.activations, norms=lay.norms, skips=lay.skips)
     own = build_model(configs[method])

@@ -29,6 +29,9 @@ def runs(tmp_path_factory):
     other.mkdir()
     config = json.loads((root / "freeze" / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**config, "method": "baseline_7", "stages": None}))
+    for name in (".vgjax-run", ".vgjax-owned.json"):  # a vgjax run's marker and manifest
+        if (root / "freeze" / name).exists():
+            (other / name).write_bytes((root / "freeze" / name).read_bytes())
     rows = [{k: v for k, v in r.items() if k not in ("stage", "stage_epoch")}
             for r in read_history(root / "freeze" / "history.jsonl")[:2]]
     (other / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -11,7 +11,7 @@ runner does at stage boundaries, and :meth:`Checkpoints.close` (at the end of a 
 way out of it, Ctrl-C and SIGTERM included) does too. SIGINT and SIGTERM that arrive during a
 save's synchronous part or a wait are held back until it is done, then delivered: an interrupted
 run stops cleanly between two checkpoints instead of inside orbax's writer. Measured cost:
-README "Speed" (``benchmarks/checkpoint_overhead.py``).
+docs/guide/accelerators.md, "Speed" (``benchmarks/checkpoint_overhead.py``).
 
 Every saved step also gets ``vgjax_manifest.json`` (size and sha256 of each of its files),
 checked before orbax is asked to restore it: a damaged checkpoint (a truncated or altered file)

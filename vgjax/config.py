@@ -158,10 +158,10 @@ class Config:
                               + ". --batch-size / --pixels given as well must agree with it (else an error)")
     # None: Keras' fit (validation_batch_size defaults to the fit batch size) where a layer uses the
     # batch's own statistics in evaluation, else 2000 rows (see Config.evaluation_batch_size)
-    eval_batch_size: int | None = _f(None, "protocol", "rows per evaluation batch [default: the batch size with "
+    eval_batch_size: int | None = _f(None, "protocol", "rows per evaluation batch (when not given: the batch size with "
                                      "--norm standardize/standardize_feature, whose output depends on the batch "
                                      "(Keras evaluates validation data in batches of the fit batch size), else "
-                                     "2000; then it only changes the summation order]")
+                                     "2000; then it only changes the summation order)")
     precision: str = _f("highest", "protocol", "precision of the matrix products: highest (float32, reproducible) "
                         "or default (the platform's fast path: TF32 on GPUs, bfloat16 passes on TPUs)")
     unroll: int = _f(1, "protocol", "training steps per loop iteration of the compiled epoch (lax.scan's "

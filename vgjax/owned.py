@@ -20,6 +20,7 @@ Run directories from before the manifest hold only the marker ``.vgjax-run``: it
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Iterable
@@ -89,10 +90,17 @@ def write_problem(path: str | Path, kind: str, names: Iterable[str], what: str) 
 
 
 def _save(path: Path, entries: dict[str, str]) -> None:
-    from vgjax.runlog import atomic_write_json  # vgjax.runlog uses this module
-    atomic_write_json(path / MANIFEST, {"entries": dict(sorted(entries.items())),
-                                        "rule": "vgjax removes or replaces only the entries listed here "
-                                                "(docs/design.md, 'What a command may delete')"})
+    # written whole or not at all (a temporary file, then os.replace); vgjax.runlog uses this
+    # module, so its own atomic writer is not imported here
+    text = json.dumps({"entries": dict(sorted(entries.items())),
+                       "rule": "vgjax removes or replaces only the entries listed here "
+                               "(docs/design.md, 'What a command may delete')"}, indent=2) + "\n"
+    tmp = path / (MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path / MANIFEST)
 
 
 def claim(path: str | Path, kind: str, names: Iterable[str]) -> None:

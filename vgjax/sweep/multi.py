@@ -240,6 +240,10 @@ def union_layout(configs: dict[str, Config]) -> Layout:
             raise ConfigError(f"{method}: dropout is not a choice of a multi-method program")
         if any(b > c.depth for _, b in c.skips):
             raise ConfigError(f"{method}: a skip path beyond its depth")
+    if len({c.evaluation_batch_size() for c in configs.values()}) > 1:
+        # the standardize layers evaluate in batches of the fit batch size (as Keras does), the
+        # others in 2000 rows: one program evaluates all its members in one batch size
+        raise ConfigError("methods of one program must evaluate in one batch size (--eval-batch-size)")
     if len({_discrete(c) for c in configs.values()}) > 1:
         raise ConfigError("methods of one program may differ only in " + ", ".join(FREE_FIELDS[1:]))
     grouped = group_methods(configs)
@@ -329,7 +333,7 @@ def _build_multi(layout: Layout, devices: tuple[jax.Device, ...]) -> MultiProgra
     model = UnionMLP(depth=base.depth, width=base.width, activations=layout.activations, norms=layout.norms,
                      skips=layout.skips, norm_eps=base.norm_eps, bn_momentum=base.bn_momentum, bn_eps=base.bn_eps)
     tx = union_optimizer([sweep_optimizer(c, c.lr) for c in layout.optimizers])
-    engine = UnionEngine(model=model, tx=tx, batch_size=base.batch_size, eval_batch_size=base.eval_batch_size,
+    engine = UnionEngine(model=model, tx=tx, batch_size=base.batch_size, eval_batch_size=base.evaluation_batch_size(),
                          l1=base.l1, l2=base.l2, regularize_bias=base.regularize_bias, precision=base.precision,
                          unroll=base.unroll)
     groups = tuple(SweepProgram.build(c, devices) for c in layout.groups)
