@@ -46,8 +46,8 @@ def test_committed_reports_regenerate_from_their_files(name, tmp_path, request):
     src, dst = RESULTS / name, tmp_path / name
     shutil.copytree(src, dst)
     (dst / "report.md").unlink()
-    if name in ("keras_parity", "seeds_gpu"):  # benchmarks/keras_parity.py's (metrics.json), protocol_time.py's
-        script = {"keras_parity": "keras_parity.py", "seeds_gpu": "protocol_time.py"}[name]
+    if name in ("keras_parity", "seeds_gpu", "seeds_full"):  # benchmarks/keras_parity.py's (metrics.json), protocol_time.py's
+        script = {"keras_parity": "keras_parity.py", "seeds_gpu": "protocol_time.py", "seeds_full": "protocol_time.py"}[name]
         spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / script)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
