@@ -33,9 +33,9 @@ def main(argv=None) -> int:
 
     from vgjax.methods import get_config
     from vgjax import data
-    from vgjax.models import build_model
-    from vgjax.optim import make_optimizer
-    from vgjax.train import _batches, create_train_state, kernel_grad_norms, make_engine
+    from vgjax.nn.models import build_model
+    from vgjax.optim.registry import make_optimizer
+    from vgjax.train.engine import _batches, create_train_state, kernel_grad_norms, make_engine
 
     arrays = data.load()
     x, y = jnp.asarray(arrays.x_train), jnp.asarray(arrays.y_train.astype(np.int32))

@@ -31,11 +31,11 @@ def history(method: str, seed: int, epochs: int, data, fixed: bool) -> list[dict
     """Epoch metrics of one run; ``fixed``: the epoch counter stays 0, so the shuffle repeats."""
     import jax
 
-    from vgjax import keys
+    from vgjax.train import keys
     from vgjax.methods import get_config
-    from vgjax.models import build_model
-    from vgjax.optim import make_optimizer
-    from vgjax.train import create_train_state, make_engine
+    from vgjax.nn.models import build_model
+    from vgjax.optim.registry import make_optimizer
+    from vgjax.train.engine import create_train_state, make_engine
 
     config = get_config(method, seed=seed, epochs=epochs)
     model, tx = build_model(config), make_optimizer(config)
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     runtime.pin_cpu_threads(1)
     from vgjax import data as data_lib
-    from vgjax.train import DeviceData
+    from vgjax.train.engine import DeviceData
 
     a = data_lib.load()
     data = DeviceData.from_numpy(a.x_train, a.y_train, a.x_test, a.y_test)

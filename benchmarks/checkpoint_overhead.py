@@ -2,7 +2,7 @@
 
     python benchmarks/checkpoint_overhead.py [--epochs 12] [--repeats 2] [--depth 7] [--threads 1]
 
-A run (``vgjax.runner.run``) that saves a checkpoint every epoch (``checkpoint_every=1``) and a
+A run (``vgjax.run.runner.run``) that saves a checkpoint every epoch (``checkpoint_every=1``) and a
 best-model checkpoint every epoch too (monitoring the training loss, which falls every epoch
 here), on random images of Fashion-MNIST's shape (``--train-limit`` of them: the checkpoint cost
 does not depend on the data). Per epoch k, the time outside the jitted epoch is the wall time
@@ -31,10 +31,10 @@ MODES = {"none": dict(checkpoint_every=0, best_checkpoint=False),
 
 def one_run(config, data, workdir: Path) -> tuple[list[float], list[float]]:
     """(seconds outside the jitted epoch, epoch_time_s) per epoch after the first of one run."""
-    from vgjax import callbacks
-    from vgjax.hooks import Hook
-    from vgjax.runlog import RunDir
-    from vgjax.runner import run
+    from vgjax.run import callbacks
+    from vgjax.train.hooks import Hook
+    from vgjax.run.rundir import RunDir
+    from vgjax.run.runner import run
 
     ends: list[float] = []
 
@@ -64,7 +64,7 @@ def main() -> None:
     import numpy as np
 
     from vgjax.config import Config
-    from vgjax.train import DeviceData
+    from vgjax.train.engine import DeviceData
 
     rng = np.random.default_rng(0)
     n = args.train_limit

@@ -46,15 +46,15 @@ def time_epochs(depth: int, batch_size: int, epochs: int, n: int = 60000, diagno
     import numpy as np
 
     from vgjax.config import Config
-    from vgjax.models import build_model
-    from vgjax.optim import make_optimizer
-    from vgjax.train import DeviceData, create_train_state, make_engine
+    from vgjax.nn.models import build_model
+    from vgjax.optim.registry import make_optimizer
+    from vgjax.train.engine import DeviceData, create_train_state, make_engine
 
     cfg = Config(depth=depth, batch_size=batch_size, diagnostics=diagnostics)
     model, tx = build_model(cfg), make_optimizer(cfg)
     diag = None
     if diagnostics:
-        from vgjax import diagnostics as diag_lib
+        from vgjax.train import diagnostics as diag_lib
 
         diag = diag_lib.make_epoch_diagnostics(cfg)
     engine = make_engine(cfg, model, tx, diagnostics=diag)

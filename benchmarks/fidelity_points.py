@@ -50,11 +50,11 @@ def tanh_init(seeds: list[int], arrays, device: str) -> tuple[str, dict]:
     import jax
 
     from tests import keras_reference as kr
-    from vgjax import keys
+    from vgjax.train import keys
     from vgjax.methods import get_config
-    from vgjax.models import build_model
-    from vgjax.optim import make_optimizer
-    from vgjax.train import DeviceData, create_train_state, fit, make_engine
+    from vgjax.nn.models import build_model
+    from vgjax.optim.registry import make_optimizer
+    from vgjax.train.engine import DeviceData, create_train_state, fit, make_engine
 
     data = DeviceData.from_numpy(arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test)
     rows, t0 = [], time.perf_counter()
@@ -107,11 +107,11 @@ def tanh_init(seeds: list[int], arrays, device: str) -> tuple[str, dict]:
 def eval_batch(seeds: list[int], epochs: int, arrays, device: str) -> tuple[str, dict]:
     import jax
 
-    from vgjax import keys
+    from vgjax.train import keys
     from vgjax.methods import get_config
-    from vgjax.models import build_model
-    from vgjax.optim import make_optimizer
-    from vgjax.train import DeviceData, create_train_state, make_engine
+    from vgjax.nn.models import build_model
+    from vgjax.optim.registry import make_optimizer
+    from vgjax.train.engine import DeviceData, create_train_state, make_engine
 
     data = DeviceData.from_numpy(arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test)
     sizes = (32, 2000)
@@ -167,7 +167,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3, help="eval-batch: epochs per seed")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
-    from vgjax import data, runlog, runtime
+    from vgjax import data, runtime
+    from vgjax.run import rundir as runlog
     runtime.pin_cpu_threads(1)
     arrays = data.load()
     device = runtime.device_text(runtime.device_description())

@@ -39,11 +39,11 @@ FLOOR = 0.002
 
 
 def vgjax_histories(method: str, seeds: list[int], epochs: int, arrays) -> list[list[dict]]:
-    from vgjax import keys
+    from vgjax.train import keys
     from vgjax.methods import get_config
-    from vgjax.models import build_model
-    from vgjax.optim import make_optimizer
-    from vgjax.train import DeviceData, create_train_state, fit, make_engine
+    from vgjax.nn.models import build_model
+    from vgjax.optim.registry import make_optimizer
+    from vgjax.train.engine import DeviceData, create_train_state, fit, make_engine
 
     data = DeviceData.from_numpy(arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test)
     out = []
@@ -146,7 +146,8 @@ def main(argv=None) -> int:
     if args.report_only:
         print(regenerate(Path(args.out)))
         return 0
-    from vgjax import data, runlog, runtime
+    from vgjax import data, runtime
+    from vgjax.run import rundir as runlog
 
     runtime.pin_cpu_threads(1)  # one core for each framework's kernels: both sides alike
     import tensorflow as tf

@@ -22,8 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vgjax import seed_suite, sweep  # noqa: E402
-from vgjax.runlog import atomic_write_text, read_json  # noqa: E402
+from vgjax.sweep import seeds as seed_suite
+from vgjax import sweep
+from vgjax.run.rundir import atomic_write_text, read_json  # noqa: E402
 from vgjax.runtime import device_text  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """The whole study × N seeds end to end on the device present: the one-program path (the methods
 that can share a program as one vmapped program, :mod:`vgjax.sweep.multi`) against today's
-programs one after another (``experiments.suite --seeds``, :mod:`vgjax.seed_suite`), measured in
+programs one after another (``experiments.suite --seeds``, :mod:`vgjax.sweep.seeds`), measured in
 the same run (docs/design.md, "Methods as data").
 
     python benchmarks/study_program.py [--seeds 8] [--epochs 300] [--train-limit N] [--methods a,b,...]
@@ -71,7 +71,8 @@ def member_epochs(configs: dict, seeds: int) -> float:
 
 def run_programs(configs: dict, seeds: tuple[int, ...], arrays, chunk, device) -> tuple[float, dict]:
     """Today's path: the suite's programs one after another; (seconds, method -> final val acc per seed)."""
-    from vgjax import seed_suite, sweep
+    from vgjax.sweep import seeds as seed_suite
+    from vgjax import sweep
 
     t0 = _clock()
     final = {}
@@ -194,7 +195,7 @@ def main() -> None:
 
 
 def sweep_programs(configs: dict, seeds) -> list:
-    from vgjax import seed_suite
+    from vgjax.sweep import seeds
 
     return seed_suite.plan_programs(configs, seeds) if configs else []
 

@@ -10,7 +10,7 @@ compiles:
 
 - vmap: the sweep program (``vgjax.sweep.SweepProgram``) on all N seeds at once, this process;
 - sequential: N single runs one after another, each its jitted ``Engine.epoch`` and
-  ``Engine.evaluate`` (compiled once, as ``vgjax.train.fit`` does), this process;
+  ``Engine.evaluate`` (compiled once, as ``vgjax.train.engine.fit`` does), this process;
 - processes (CPU only, ``--processes P``): the N seeds split over P worker processes pinned to
   one core each, each running its share through the sweep program in chunks of ``--proc-chunk``
   (what ``experiments.sweep`` does on a CPU).
@@ -83,9 +83,9 @@ def sequential_epoch(config, arrays, seeds: list[int]):
     """A function running one epoch (train + evaluate) of N single runs, one after another."""
     import jax
 
-    from vgjax.models import build_model
-    from vgjax.optim import make_optimizer
-    from vgjax.train import DeviceData, create_train_state, make_engine
+    from vgjax.nn.models import build_model
+    from vgjax.optim.registry import make_optimizer
+    from vgjax.train.engine import DeviceData, create_train_state, make_engine
 
     model, tx = build_model(config), make_optimizer(config)
     engine = make_engine(config, model, tx)

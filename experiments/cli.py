@@ -14,7 +14,7 @@ from typing import NoReturn
 from experiments.tooling import HelpFormatter, help_or_run, lazy, protocol_default, version_line  # noqa: F401
 from vgjax import config as config_mod
 from vgjax.faults import InterruptOnce, interrupts_once, no_space, write_failure, written_path  # noqa: F401
-from vgjax.hooks import Hook
+from vgjax.train.hooks import Hook
 
 data = lazy("vgjax.data")  # numpy and the loader: loaded when first used
 
@@ -68,7 +68,7 @@ def one_line_warnings() -> None:
     silence orbax's informational logging."""
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     # orbax logs its notes and a failed background save (with tracebacks) through absl: the CLIs
-    # say what matters (vgjax.checkpoint raises a failed save again in the caller's thread)
+    # say what matters (vgjax.run.checkpoint raises a failed save again in the caller's thread)
     from absl import logging as absl_logging  # installed with orbax
     absl_logging.set_verbosity(absl_logging.FATAL)
 

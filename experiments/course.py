@@ -198,7 +198,7 @@ def collect(out: Path) -> list[dict]:
 def escape_rows(path: Path) -> list[dict]:
     """The original's §3 models (depth 3, 5, 7 at init std 0.05) in the escape sweep ``path``
     (its finished programs' chunks): loss, accuracy and val_accuracy at its last epoch, per batch size."""
-    from vgjax.sweep_files import finished_part
+    from vgjax.sweep.files import finished_part
 
     settings, members, history, _ = finished_part(path, json.loads((path / "config.json").read_text()))
     rows = []

@@ -7,7 +7,7 @@ chance plateau, over depth x batch size x init std with many seeds. Two steps, e
           init stds given, seeds 0 .. N-1) into --out (default runs/escape); --resume continues an
           interrupted one (its finished chunks are kept).
   predict fits the step law (docs/escape.md "Escape in SGD steps") to a reported sweep and writes
-          its predictions for the settings of vgjax.escape.PREDICTION_GRID to --out (a dated csv).
+          its predictions for the settings of vgjax.analysis.escape.PREDICTION_GRID to --out (a dated csv).
   report  reads that sweep's metrics.csv and summary.json and writes report.md, escape.csv,
           curves.csv, escape_curves.png and escape_vs_chi.png to --out (default SWEEP_DIR/report);
           it replaces only a report it wrote there itself (vgjax.owned), never anyone's files.
@@ -29,7 +29,7 @@ import numpy as np
 from experiments import cli
 from experiments import sweep as sweep_cli
 from vgjax import owned
-from vgjax.escape import FULL_EPOCHS, FULL_GRID, FULL_SEEDS, load_escape_sweep, write_escape_report
+from vgjax.analysis.escape import FULL_EPOCHS, FULL_GRID, FULL_SEEDS, load_escape_sweep, write_escape_report
 
 STEPS = ("train", "report", "predict")
 DEPTHS, BATCHES, STDS = FULL_GRID["depth"], FULL_GRID["batch_size"], FULL_GRID["init_std"]
@@ -141,7 +141,7 @@ def report(args, sweep_dir: str) -> int:
 def predict(args) -> int:
     import datetime
 
-    from vgjax import escape
+    from vgjax.analysis import escape
 
     path, out = Path(args.sweep_dir), Path(args.out)
     try:
@@ -159,7 +159,7 @@ def predict(args) -> int:
         predicted = escape.theory_rows(settings, np.asarray(arrays.x_train), np.asarray(arrays.y_train))
     except (OSError, ValueError) as e:
         cli.fail(cli.one_line(e))
-    from vgjax.runlog import atomic_write_text, history_csv
+    from vgjax.run.rundir import atomic_write_text, history_csv
 
     atomic_write_text(out, history_csv(escape.predictions(law, boot, settings, predicted, args.made)))
     print(out)

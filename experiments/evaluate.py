@@ -31,14 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     # the library (jax, orbax) loads here, after the arguments: --help and usage errors answer
     # without it, and orbax's notes are already silenced when it loads
     from vgjax import runtime
-    from vgjax.runlog import RunDir
+    from vgjax.run.rundir import RunDir
 
     runtime.pin_cpu_threads(args.threads)
     import jax
 
-    from vgjax.checkpoint import CheckpointDamaged
-    from vgjax.runner import load_saved_state
-    from vgjax.train import DeviceData
+    from vgjax.run.checkpoint import CheckpointDamaged
+    from vgjax.run.runner import load_saved_state
+    from vgjax.train.engine import DeviceData
 
     try:
         config, engine, state, info = load_saved_state(args.run_dir, args.checkpoint)

@@ -5,7 +5,7 @@ optimizers (gradient descent, momentum, RMSProp, Adam; one update per epoch). Pr
 intermediate quantity of epochs 1 and 2, then the final point of each optimizer, and writes
 ``trajectories.csv``, ``trajectories.json`` and ``optimizers_quadratic.png`` into ``--out``
 (default ``runs/optimizers_quadratic/``). Exit status 0 done, 2 usage error or unwritable output.
-The maths lives in :mod:`vgjax.scratch`, the runs, tables and files in :mod:`vgjax.quadratic`.
+The maths lives in :mod:`vgjax.optim.scratch`, the runs, tables and files in :mod:`vgjax.analysis.quadratic`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rich.console import Console
 from experiments import cli
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
-quadratic = cli.lazy("vgjax.quadratic")
+quadratic = cli.lazy("vgjax.analysis.quadratic")
 
 DEFAULT_OUT = Path("runs") / "optimizers_quadratic"
 

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 from experiments import cli
-from vgjax import runlog
+from vgjax.run import rundir as runlog
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
-plots = cli.lazy("vgjax.plots")
-sweep_report = cli.lazy("vgjax.sweep_report")
+plots = cli.lazy("vgjax.report.plots")
+sweep_report = cli.lazy("vgjax.report.sweep")
 
 
 def build_parser() -> cli.Parser:

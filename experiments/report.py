@@ -6,7 +6,7 @@ and one paragraph per method comparing it with ``baseline_7``, generated from th
 When ``RUNS_DIR`` was written by ``experiments.suite``, the report also states the suite's wall
 time, the sum of its methods' wall times and the ratio of the two (the parallel speed-up).
 Given a sweep directory (``experiments.sweep``), it writes that sweep's multi-seed report
-instead (:mod:`vgjax.sweep_report`).
+instead (:mod:`vgjax.report.sweep`).
 
 Table columns: status; epochs run; final and best validation accuracy; final training loss; the
 first epoch at which validation accuracy reached 0.8 (or "never"); the first-layer gradient norm
@@ -22,7 +22,7 @@ from pathlib import Path
 from experiments import cli
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
-report_lib, sweep_report = cli.lazy("vgjax.report"), cli.lazy("vgjax.sweep_report")
+report_lib, sweep_report = cli.lazy("vgjax.report.runs"), cli.lazy("vgjax.report.sweep")
 
 
 def build_parser() -> cli.Parser:

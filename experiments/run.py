@@ -3,7 +3,7 @@
 Trains one method of the study into ``runs/<method>-seed<seed>/`` (or ``--out DIR``). Exit status:
 0 done (finished or stopped early on purpose), 1 an internal error (its traceback is saved in the
 run's ``error.log``), 2 usage, data or run-directory error, 3 the run diverged (its loss NaN/Inf or above
-100 × ln 10: vgjax.train.DIVERGED_LOSS), 130
+100 × ln 10: vgjax.train.engine.DIVERGED_LOSS), 130
 interrupted (resume with ``--resume``).
 
 Every flag and input is checked before anything is written or deleted; the run directory is
@@ -19,15 +19,15 @@ import traceback
 from pathlib import Path
 
 from experiments import cli
-from vgjax.runlog import RunDir
-from vgjax.hooks import Hook
+from vgjax.run.rundir import RunDir
+from vgjax.train.hooks import Hook
 from vgjax.methods import METHODS
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
 run_args, run_dir_mod = cli.lazy("experiments.run_args"), cli.lazy("experiments.run_dir")
-callbacks, runlock, runner = cli.lazy("vgjax.callbacks"), cli.lazy("vgjax.runlock"), cli.lazy("vgjax.runner")
-runtime, stages = cli.lazy("vgjax.runtime"), cli.lazy("vgjax.stages")
-train_lib = cli.lazy("vgjax.train")
+callbacks, runlock, runner = cli.lazy("vgjax.run.callbacks"), cli.lazy("vgjax.run.lock"), cli.lazy("vgjax.run.runner")
+runtime, stages = cli.lazy("vgjax.runtime"), cli.lazy("vgjax.train.stages")
+train_lib = cli.lazy("vgjax.train.engine")
 
 def build_parser() -> cli.Parser:
     p = cli.Parser(prog="python -m experiments.run", description=__doc__.split("\n\n")[1])

@@ -11,12 +11,12 @@ from pathlib import Path
 import jax
 
 from experiments import cli
-from vgjax import stages
+from vgjax.train import stages
 from vgjax.config import ConfigError
 from vgjax.methods import METHODS, get_config
-from vgjax.models import build_model, init_variables
-from vgjax.runner import load_saved_state, saved_model_problem
-from vgjax.stages import run_table
+from vgjax.nn.models import build_model, init_variables
+from vgjax.run.runner import load_saved_state, saved_model_problem
+from vgjax.train.stages import run_table
 
 MAX_EPOCHS = 1_000_000  # more than any run could train: a larger number is a typo
 

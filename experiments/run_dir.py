@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 from experiments import cli
-from vgjax import owned, runlock
+from vgjax import owned
+from vgjax.run import lock as runlock
 from vgjax.config import Config
-from vgjax.runlog import MARKER_NAME, RUN_ENTRIES, RunDir, read_json
-from vgjax.stages import run_table
+from vgjax.run.rundir import MARKER_NAME, RUN_ENTRIES, RunDir, read_json
+from vgjax.train.stages import run_table
 
 
 def inspect_run_dir(path: Path, config, resume: bool, overwrite: bool) -> str:

@@ -8,7 +8,7 @@ directory per method (``RUNS/<method>``), then writes ``RUNS/suite.json`` and th
 Each method is a separate ``python -m experiments.run --method M --out RUNS/M --threads 1 ...``
 process. On a CPU, independent methods run in parallel as single-threaded workers, one per core
 (``--workers``, default: the usable cores); on a GPU or TPU one after another in the suite's own
-process (``vgjax.jobs.plan_workers``; docs/guide/accelerators.md, "Speed"). ``--sequential`` runs them one after another
+process (``vgjax.run.jobs.plan_workers``; docs/guide/accelerators.md, "Speed"). ``--sequential`` runs them one after another
 (to measure the speed-up). Worker output goes to ``RUNS/logs/<method>.log``; the progress view
 reads every run's ``history.jsonl``.
 
@@ -36,11 +36,11 @@ from experiments import cli
 from vgjax import owned
 from vgjax.config import Config
 from vgjax.methods import METHODS, get_config, method_names
-from vgjax.runlog import RunDir, atomic_write_json
+from vgjax.run.rundir import RunDir, atomic_write_json
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
-suite_seeds, jobs_lib = cli.lazy("experiments.suite_seeds"), cli.lazy("vgjax.jobs")
-callbacks, stages, report_lib = cli.lazy("vgjax.callbacks"), cli.lazy("vgjax.stages"), cli.lazy("vgjax.report")
+suite_seeds, jobs_lib = cli.lazy("experiments.suite_seeds"), cli.lazy("vgjax.run.jobs")
+callbacks, stages, report_lib = cli.lazy("vgjax.run.callbacks"), cli.lazy("vgjax.train.stages"), cli.lazy("vgjax.report.runs")
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_EPOCHS = 300  # the seed protocol's epochs (and the staged schedule's last stage)
@@ -118,7 +118,7 @@ def run_flags(method: str, args) -> list[str]:
 
 
 def estimated_cost(method: str, args) -> float:
-    """Relative cost of a method's run (:func:`vgjax.stages.relative_cost`): the scheduler starts
+    """Relative cost of a method's run (:func:`vgjax.train.stages.relative_cost`): the scheduler starts
     the most expensive runs first, so the longest one does not start last and leave a core idle."""
     fields = {f.name for f in dataclasses.fields(Config)}
     overrides = {k: v for k, v in run_overrides(method, args).items() if k in fields}

@@ -1,5 +1,5 @@
 """``python -m experiments.suite --seeds N``: every method of the suite × N seeds × its protocol,
-as few compiled programs as possible (:mod:`vgjax.seed_suite`): seeds vmapped within a method,
+as few compiled programs as possible (:mod:`vgjax.sweep.seeds`): seeds vmapped within a method,
 and methods that differ only in init std, learning rate or beta vmapped together. On a CPU each
 program's members are split over single-threaded worker processes; on a GPU or TPU one process
 vmaps them. Writes ``<out>/seeds_suite.json``, one sweep directory per program, ``summary.csv`` and
@@ -14,11 +14,13 @@ from pathlib import Path
 
 from experiments import cli
 from experiments.sweep import choose_workers
-from vgjax import owned, runlock, runtime, seed_suite, sweep
+from vgjax import owned, runtime, sweep
+from vgjax.run import lock as runlock
+from vgjax.sweep import seeds as seed_suite
 from vgjax.config import ConfigError
 from vgjax.config import fields as config_fields
 from vgjax.methods import get_config
-from vgjax.runlog import atomic_write_json, read_json
+from vgjax.run.rundir import atomic_write_json, read_json
 
 DEFAULT_OUT = Path("runs") / "seeds"
 # suite flags that belong to the one-run-per-method suite only

@@ -27,10 +27,10 @@ from vgjax import runtime
 from vgjax.config import ConfigError
 from vgjax.config import fields as config_fields
 from vgjax.methods import get_config
-from vgjax.runlog import atomic_write_json
-from vgjax.sweep_settings import DISCRETE, SETTING_COLUMNS, label_of
+from vgjax.run.rundir import atomic_write_json
+from vgjax.sweep.settings import DISCRETE, SETTING_COLUMNS, label_of
 
-sweep, sweep_files, callbacks = (cli.lazy(f"vgjax.{m}") for m in ("sweep", "sweep_files", "callbacks"))  # on first use
+sweep, sweep_files, callbacks = (cli.lazy(f"vgjax.{m}") for m in ("sweep", "sweep.files", "run.callbacks"))  # on first use
 
 # Config fields swept, set by the sweep's own flags, or meaningless in a sweep; every other model,
 # optimizer and protocol field has a single-valued flag

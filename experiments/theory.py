@@ -1,7 +1,7 @@
 """python -m experiments.theory [--out DIR] [--seeds 8] [--quick]
 
 Predicts the per-layer kernel-gradient norms at initialisation from the mean-field theory
-(vgjax.theory) and measures them with the project's own ``kernel_grad_norms`` on the first
+(vgjax.analysis.theory) and measures them with the project's own ``kernel_grad_norms`` on the first
 minibatch of each seed's run, for sigmoid, tanh and relu at init std 0.05, 0.5, 1, 10 and at the
 He / Glorot scales; plus chi at the fixed point versus init std, with the critical std marked;
 plus the measured trainability -- val accuracy after a fixed budget (--trainability-epochs on
@@ -30,8 +30,8 @@ from experiments import cli
 from vgjax import runtime
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
-figures, tc = cli.lazy("vgjax.figures"), cli.lazy("vgjax.theory_check")
-from vgjax.runlog import atomic_write_json, atomic_write_text
+figures, tc = cli.lazy("vgjax.report.figures"), cli.lazy("vgjax.analysis.theory_check")
+from vgjax.run.rundir import atomic_write_json, atomic_write_text
 
 
 def build_parser() -> cli.Parser:

@@ -1,7 +1,7 @@
 """python -m experiments.trainability [train | report DIR] [flags]
 
 The trainability map (docs/escape.md "Trainability map"): depth x init std for sigmoid, tanh and
-the beta-sigmoid at a small budget, against the mean-field depth scale (vgjax.trainability).
+the beta-sigmoid at a small budget, against the mean-field depth scale (vgjax.analysis.trainability).
 
   train   one sweep per activation (experiments.sweep: baseline_7 with --activation, --depth, the
           init stds vmapped) into --out/<activation>/.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from experiments import cli
 from experiments import sweep as sweep_cli
-from vgjax import trainability as tr
+from vgjax.analysis import trainability as tr
 
 STEPS = ("train", "report")
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from vgjax import data
-from vgjax.train import DeviceData
+from vgjax.train.engine import DeviceData
 
 CHECKOUT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion_mnist"
 

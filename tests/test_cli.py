@@ -124,7 +124,7 @@ def test_killed_staged_run_resumes_to_the_uninterrupted_result(tmp_path):
     s_full = json.loads((tmp_path / "full" / "summary.json").read_text())
     s_res = json.loads((out / "summary.json").read_text())
     assert s_res["status"] == "finished" and s_res["stages"] == s_full["stages"]
-    from vgjax.runner import load_saved_state
+    from vgjax.run.runner import load_saved_state
     _, _, a, info_a = load_saved_state(tmp_path / "full", "latest")
     _, _, b, info_b = load_saved_state(out, "latest")
     assert info_a["epoch"] == info_b["epoch"] == 9
@@ -160,7 +160,7 @@ def test_init_from_a_run_without_checkpoint_is_one_line_and_touches_nothing(tmp_
 # ----------------------------------------------------------------------------- one tool: help, defaults, vgjax
 
 COMMAND_NAMES = ("run", "suite", "sweep", "escape", "report", "plot", "evaluate", "theory", "optimizers", "sweep_hosts")
-# escape's defaults are the study's grid, which lives in vgjax.escape (it imports jax at the top)
+# escape's defaults are the study's grid, which lives in vgjax.analysis.escape (it imports jax at the top)
 LIBRARY_BEFORE_PARSING = {"escape"}
 HEAVY = ("jax", "flax", "optax", "orbax", "matplotlib", "tensorflow")
 

@@ -13,7 +13,8 @@ from experiments import run as run_cli
 from experiments import run_args
 from experiments import sweep as sweep_cli
 from vgjax import config as C
-from vgjax import inits, layers, optim
+from vgjax.nn import inits, layers
+from vgjax.optim import registry as optim
 from vgjax.config import Config, ConfigError
 
 pytestmark = pytest.mark.fast

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import synthetic
-from vgjax import diagnostics as D
-from vgjax import runner
+from vgjax.train import diagnostics as D
+from vgjax.run import runner
 from vgjax.config import Config
-from vgjax.models import build_model
-from vgjax.optim import make_optimizer
-from vgjax.runlog import RunDir
-from vgjax.stages import Stage
-from vgjax.train import create_train_state, make_engine
+from vgjax.nn.models import build_model
+from vgjax.optim.registry import make_optimizer
+from vgjax.run.rundir import RunDir
+from vgjax.train.stages import Stage
+from vgjax.train.engine import create_train_state, make_engine
 
 
 def manual_preacts(params, x, depth, act=jax.nn.sigmoid):

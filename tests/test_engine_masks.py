@@ -15,9 +15,9 @@ import pytest
 
 from tests.conftest import synthetic
 from vgjax.config import Config
-from vgjax.models import build_model
-from vgjax.optim import make_optimizer
-from vgjax.train import create_train_state, make_engine
+from vgjax.nn.models import build_model
+from vgjax.optim.registry import make_optimizer
+from vgjax.train.engine import create_train_state, make_engine
 
 pytestmark = pytest.mark.fast
 

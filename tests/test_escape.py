@@ -20,8 +20,9 @@ import pytest
 
 from experiments import cli
 from experiments import escape as escape_cli
-from vgjax import escape, runtime
-from vgjax.runlog import history_csv
+from vgjax.analysis import escape
+from vgjax import runtime
+from vgjax.run.rundir import history_csv
 from tests.test_sweep import ROOT
 
 NAN = float("nan")
@@ -266,7 +267,7 @@ def test_an_interrupted_sweep_is_reported_from_its_finished_programs(tmp_path):
     """The committed GPU sweep was interrupted in its last program: the report covers the nine
     programs whose every member has an intact chunk and names the one that did not finish; a
     damaged chunk makes its program unfinished too."""
-    from vgjax.escape import load_escape_sweep
+    from vgjax.analysis.escape import load_escape_sweep
 
     src = Path(__file__).resolve().parents[1] / "docs" / "results" / "escape" / "sweep"
     config, summary, members, history, missing = load_escape_sweep(src)
@@ -420,7 +421,7 @@ def test_outcomes_call_hits_and_misses():
 
 @pytest.mark.fast
 def test_trainability_overlay_on_a_tiny_case():
-    from vgjax import trainability as tr
+    from vgjax.analysis import trainability as tr
 
     over = tr.overlay("tanh", [0.05, 1 / np.sqrt(128), 0.5], width=128)
     assert over["critical_stds"] == [pytest.approx(1 / np.sqrt(128), rel=1e-6)]  # tanh'(0) = 1: s² n = 1

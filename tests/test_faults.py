@@ -23,8 +23,8 @@ from experiments import evaluate as evaluate_cli
 from experiments import report as report_cli
 from experiments import run as run_cli
 from experiments import run_args
-from vgjax import runlock
-from vgjax.runlog import MARKER_NAME, RunDir, read_history
+from vgjax.run import lock as runlock
+from vgjax.run.rundir import MARKER_NAME, RunDir, read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--train-limit", "500", "--no-diagnostics", "--threads", "0"]
@@ -199,7 +199,7 @@ def test_staged_depth_is_the_tables_and_a_json_table_is_recorded_by_content(tmp_
     config = run_args.config_from_args(args)
     assert config.depth == 3  # not the method's 7
     assert config.stages == "2-1 | 1:3 | 1+2:4:1"  # the table itself, not the path
-    from vgjax import stages
+    from vgjax.train import stages
     assert stages.load_table(config.stages) == stages.from_dict(json.loads(table.read_text()))
 
 

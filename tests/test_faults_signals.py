@@ -30,8 +30,8 @@ from experiments import plot as plot_cli
 from experiments import run as run_cli
 from experiments import sweep as sweep_cli
 from tests.test_faults import BASE, ROOT, TINY, call, rows_of
-from vgjax import plots
-from vgjax.runlog import read_history
+from vgjax.report import plots
+from vgjax.run.rundir import read_history
 
 LIVE = ["--method", "baseline_3", "--epochs", "2000", "--checkpoint-every", "1", *TINY]
 SWEEP = ["--method", "baseline_3", "--init-std", "0.5,1", "--seeds", "2", "--epochs", "2", "--train-limit", "300",
@@ -119,7 +119,7 @@ def test_repeated_ctrl_c_on_a_live_run_ends_with_one_true_line(tmp_path):
 
 INTERRUPT_WHILE_DRAWING = """
 import os, runpy, signal, sys, time
-import vgjax.plots as plots
+import vgjax.report.plots as plots
 drawn = plots.plot_curves
 def plot_curves(*args, **kwargs):  # the first figure is drawn, then Ctrl-C
     result = drawn(*args, **kwargs)
@@ -147,7 +147,7 @@ def test_ctrl_c_while_the_figures_are_drawn_leaves_none_and_says_how_to_draw_the
     assert json.loads((out / "summary.json").read_text())["status"] == "finished"  # the run itself is complete
     figures = out / "figures"
     assert not figures.exists() or not any(figures.iterdir()), list(figures.iterdir())  # none, not some
-    assert not (out / ".figures-drawing").exists()  # vgjax.plots.DRAWING_DIR
+    assert not (out / ".figures-drawing").exists()  # vgjax.report.plots.DRAWING_DIR
     # the line's command draws them all
     code, stdout, err = call(plot_cli.main, [out], capsys)
     assert code == 0, err
@@ -378,7 +378,7 @@ def test_plot_says_what_a_folder_is_when_it_is_not_a_run(sweep_after_a_full_disk
 
 def test_a_one_epoch_series_is_drawn_with_a_marker(tmp_path):
     from matplotlib.image import imread
-    from vgjax.runlog import RunDir
+    from vgjax.run.rundir import RunDir
 
     runs = []
     for name, acc in (("a", 0.3), ("b", 0.7)):

@@ -21,9 +21,10 @@ from experiments import suite as suite_cli
 from experiments import sweep as sweep_cli
 from tests.test_faults import (BASE, ROOT, TINY, _restore_process_state, assert_one_error, call,  # noqa: F401
                                copy_of, finished, run, snapshot)
-from vgjax import owned, runlock, sweep
-from vgjax.runlog import RUN_ENTRIES, RunDir
-from vgjax.train import DIVERGED_LOSS, exact_ratios
+from vgjax import owned, sweep
+from vgjax.run import lock as runlock
+from vgjax.run.rundir import RUN_ENTRIES, RunDir
+from vgjax.train.engine import DIVERGED_LOSS, exact_ratios
 
 SWEEP = ["--method", "baseline_3", "--seeds", "1", "--epochs", "1", "--train-limit", "64", "--workers", "0"]
 ESCAPE_SWEEP = ROOT / "docs" / "results" / "escape" / "cpu_budget" / "sweep"
@@ -39,9 +40,9 @@ def foreign_folder(path: Path) -> Path:
 
 
 def hold_lock(directory: Path) -> subprocess.Popen:
-    """Another live process holding ``directory``'s lock (vgjax.runlock), until killed."""
+    """Another live process holding ``directory``'s lock (vgjax.run.lock), until killed."""
     directory.mkdir(parents=True, exist_ok=True)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; from vgjax.runlock import RunLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from vgjax.run.lock import RunLock; "
                                f"RunLock({str(directory)!r}).acquire(); print('locked', flush=True); time.sleep(120)"],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"

@@ -32,10 +32,10 @@ kr = pytest.importorskip("tests.keras_reference")
 
 from vgjax.methods import get_config  # noqa: E402
 from vgjax import data as data_lib  # noqa: E402
-from vgjax.models import build_model, init_variables  # noqa: E402
-from vgjax.optim import make_optimizer  # noqa: E402
-from vgjax.runner import setup_stage, stage_table  # noqa: E402
-from vgjax.train import _batches, create_train_state, make_engine, scale_pixels  # noqa: E402
+from vgjax.nn.models import build_model, init_variables  # noqa: E402
+from vgjax.optim.registry import make_optimizer  # noqa: E402
+from vgjax.run.runner import setup_stage, stage_table  # noqa: E402
+from vgjax.train.engine import _batches, create_train_state, make_engine, scale_pixels  # noqa: E402
 
 N = 100 * 32 + 17  # 101 minibatches, the last one partial
 LOSS_RTOL = 1e-5

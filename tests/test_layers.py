@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vgjax.layers import ACTIVATIONS, Standardize, get_activation, sigmoid_beta, sigmoid_modgrad
+from vgjax.nn.layers import ACTIVATIONS, Standardize, get_activation, sigmoid_beta, sigmoid_modgrad
 
 Z = jnp.linspace(-30.0, 30.0, 2001)
 

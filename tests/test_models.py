@@ -7,7 +7,7 @@ import pytest
 
 from vgjax.methods import get_config, method_names
 from vgjax.config import Config, ConfigError
-from vgjax.models import MLP, build_model, count_params, init_variables, layer_names
+from vgjax.nn.models import MLP, build_model, count_params, init_variables, layer_names
 
 
 @pytest.mark.parametrize("depth", [3, 5, 7])

@@ -11,11 +11,11 @@ import pytest
 from vgjax import data, sweep
 from vgjax.config import ConfigError
 from vgjax.methods import get_config
-from vgjax.models import build_model, init_variables
-from vgjax.optim import make_optimizer
+from vgjax.nn.models import build_model, init_variables
+from vgjax.optim.registry import make_optimizer
 from vgjax.sweep.multi import MultiSpec, UnionMLP, multi_phases, union_layout
 from vgjax.sweep.workers import train_chunks
-from vgjax.train import DeviceData, create_train_state, fit, make_engine
+from vgjax.train.engine import DeviceData, create_train_state, fit, make_engine
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # every activation, normalisation, optimizer, depth, skip path and init std of the study's 7-layer
@@ -32,7 +32,7 @@ EPOCHS, TRAIN = 2, 3000
 def test_one_program_gives_every_member_its_single_run(fashion_mnist_dir):
     """The study's methods as one program (one seed each, seeds 0 and 1 in turn; chunks of 7 members,
     so a chunk mixes methods and the last is padded), 2 epochs on 3,000 real images, against
-    ``vgjax.train.fit`` of each method and seed: every metric of every epoch equal as float32; the
+    ``vgjax.train.engine.fit`` of each method and seed: every metric of every epoch equal as float32; the
     standardize net to 1e-5 relative (losses) and one example (accuracies)."""
     a = data.load(fashion_mnist_dir)
     arrays = sweep.Arrays(a.x_train[:TRAIN], a.y_train[:TRAIN], a.x_test[:2000], a.y_test[:2000])

@@ -1,6 +1,6 @@
 """Every optimizer of the registry, one step at a time, against its documented formula.
 
-The engine trains with ``vgjax.optim.make_optimizer(config)``; this module checks what that
+The engine trains with ``vgjax.optim.registry.make_optimizer(config)``; this module checks what that
 transformation does, in float64, over three steps at gradients from 1e-2 down to 1e-8 and 0 --
 the vanishing regime where the placement of epsilon decides the step (epsilon 1e-7 outside
 ``sqrt(v)`` versus inside it changes a step at g = 1e-6 about 300x; Keras puts it inside for
@@ -20,9 +20,9 @@ import numpy as np
 import optax
 import pytest
 
-from vgjax import scratch
+from vgjax.optim import scratch
 from vgjax.config import Config
-from vgjax.optim import make_optimizer, optimizer_names
+from vgjax.optim.registry import make_optimizer, optimizer_names
 
 pytestmark = pytest.mark.fast
 

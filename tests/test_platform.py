@@ -18,12 +18,13 @@ import pytest
 
 from experiments import suite
 from tests.conftest import synthetic
-from vgjax import callbacks, jobs, runtime
-from vgjax.checkpoint import MANIFEST, Checkpoints
+from vgjax.run import callbacks, jobs
+from vgjax import runtime
+from vgjax.run.checkpoint import MANIFEST, Checkpoints
 from vgjax.config import Config, ConfigError
-from vgjax.hooks import Hook
-from vgjax.runlog import RunDir
-from vgjax.runner import run, setup_stage, stage_table
+from vgjax.train.hooks import Hook
+from vgjax.run.rundir import RunDir
+from vgjax.run.runner import run, setup_stage, stage_table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def test_the_real_tensorboardx_writer(tmp_path):
 
 
 def test_the_histograms_probe_gradient_gets_the_precision_too():
-    from vgjax.diagnostics import probe_kernel_grads
+    from vgjax.train.diagnostics import probe_kernel_grads
 
     for precision, mark in (("highest", "HIGHEST"), ("default", "DEFAULT")):
         setup = small_state_with(precision)

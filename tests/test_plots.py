@@ -8,11 +8,11 @@ import pytest
 from experiments import plot as plot_cli
 from tests.conftest import synthetic
 from tests.test_diagnostics import tiny_run
-from vgjax import diagnostics as D
-from vgjax import plots
+from vgjax.train import diagnostics as D
+from vgjax.report import plots
 from vgjax.config import Config
-from vgjax import runlog
-from vgjax.runlog import read_history
+from vgjax.run import rundir as runlog
+from vgjax.run.rundir import read_history
 
 RUN_FIGURES = {"curves.png", "grad_flow_heatmap.png", "grad_flow_layers.png", "layer_diagnostics.png",
                "weight_histograms.png", "grad_histograms.png"}

@@ -14,12 +14,12 @@ from experiments import run as run_cli
 from experiments import run_args
 from experiments import suite as suite_cli
 from experiments import sweep as sweep_cli
-from vgjax import keys
+from vgjax.train import keys
 from vgjax.config import PROTOCOLS, Config, ConfigError
 from vgjax.methods import get_config
-from vgjax.models import build_model
-from vgjax.optim import make_optimizer
-from vgjax.train import create_train_state, make_engine
+from vgjax.nn.models import build_model
+from vgjax.optim.registry import make_optimizer
+from vgjax.train.engine import create_train_state, make_engine
 
 
 def test_a_config_json_without_the_protocol_fields_reads_back_as_x_over_255():

@@ -6,10 +6,10 @@ import pytest
 
 from vgjax.methods import get_config, method_names
 from tests.conftest import synthetic
-from vgjax.models import build_model
-from vgjax.optim import make_optimizer
-from vgjax.runner import setup_stage, stage_table
-from vgjax.train import DeviceData, create_train_state, fit, make_engine
+from vgjax.nn.models import build_model
+from vgjax.optim.registry import make_optimizer
+from vgjax.run.runner import setup_stage, stage_table
+from vgjax.train.engine import DeviceData, create_train_state, fit, make_engine
 
 
 @pytest.mark.parametrize("method", [m for m in method_names() if m != "freeze"])

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from experiments import report as report_cli
-from vgjax import report
+from vgjax.report import runs as report
 
 
 def write_run(root, method, rows, summary=None, config=None):

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vgjax import data, escape, report, sweep_report
+from vgjax import data
+from vgjax.analysis import escape
+from vgjax.report import runs as report, sweep as sweep_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -59,7 +61,7 @@ def test_committed_reports_regenerate_from_their_files(name, tmp_path, request):
         arrays = data.load(request.getfixturevalue("fashion_mnist_dir"))
         escape.write_escape_report(dst / "sweep", dst, arrays)
     elif name == "trainability":  # experiments.trainability report (one sweep per activation)
-        from vgjax import trainability
+        from vgjax.analysis import trainability
 
         dirs = [dst / a for a in trainability.GRID if (dst / a / "summary.json").is_file()]
         trainability.write_report(dirs, dst, f"python -m experiments.trainability report {dst} --out {dst}")

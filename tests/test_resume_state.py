@@ -14,9 +14,9 @@ import pytest
 from tests.test_stage_boundaries import assert_tree_equal, np_tree
 from tests.conftest import synthetic
 from vgjax.config import Config
-from vgjax.hooks import Hook
-from vgjax.runlog import RunDir
-from vgjax.runner import run
+from vgjax.train.hooks import Hook
+from vgjax.run.rundir import RunDir
+from vgjax.run.runner import run
 
 pytestmark = pytest.mark.fast
 

@@ -1,4 +1,4 @@
-"""The run directory's names and the best-epoch rule (vgjax.runlog)."""
+"""The run directory's names and the best-epoch rule (vgjax.run.rundir)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from vgjax import runlog
-from vgjax.runlog import RunDir, best_epoch
+from vgjax.run import rundir as runlog
+from vgjax.run.rundir import RunDir, best_epoch
 
 pytestmark = pytest.mark.fast
 

@@ -1,4 +1,4 @@
-"""vgjax.scratch: the docs/study.md §5 optimizers by hand, numpy vs optax, and their relation to optax built-ins."""
+"""vgjax.optim.scratch: the docs/study.md §5 optimizers by hand, numpy vs optax, and their relation to optax built-ins."""
 
 import math
 
@@ -8,8 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from vgjax import scratch
-from vgjax.scratch import OPTIMIZERS, QUADRATIC_START, SPEC_HPARAMS
+from vgjax.optim import scratch
+from vgjax.optim.scratch import OPTIMIZERS, QUADRATIC_START, SPEC_HPARAMS
 
 NAMES = list(OPTIMIZERS)
 GRAD = scratch.quadratic_grad
@@ -183,7 +183,7 @@ def test_rmsprop_is_optax_rmsprop_with_eps_inside_the_sqrt():
     assert inspect.signature(optax.rmsprop).parameters["eps_in_sqrt"].default is True
     ref = ref_points("scratch_rmsprop")
     np.testing.assert_allclose(x64_path(optax.rmsprop(0.3, decay=0.9, eps=1e-6)), ref, rtol=0, atol=1e-12)
-    # eps_in_sqrt=False (Keras: dW/(√S + ε), vgjax.optim's "rmsprop") is a different, nearby path:
+    # eps_in_sqrt=False (Keras: dW/(√S + ε), vgjax.optim.registry's "rmsprop") is a different, nearby path:
     # step 1 gives w1 = -5 + 0.3/(√0.1 + 1e-6) instead of -5 + 0.3/√(0.1 + 1e-6), 1.7e-6 apart;
     # the largest gap over 30 steps is 2.0e-6.
     keras = x64_path(optax.rmsprop(0.3, decay=0.9, eps=1e-6, eps_in_sqrt=False))
@@ -271,6 +271,6 @@ def test_traced_learning_rate_under_vmap_and_schedule(name):
 
 
 def test_registered_in_the_optimizer_registry():
-    from vgjax import optim
+    from vgjax.optim import registry as optim
 
     assert set(OPTIMIZERS) <= set(optim.optimizer_names())

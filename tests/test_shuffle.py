@@ -1,6 +1,6 @@
 """The shuffle and the dropout keys of every epoch, replayed by hand from the documented rule.
 
-``vgjax.keys`` documents: the run key is the second half of
+``vgjax.train.keys`` documents: the run key is the second half of
 ``jax.random.split(PRNGKey(seed))`` (``create_train_state``); epoch e (0-based, the number of
 finished epochs) uses ``epoch_key = fold_in(run_key, e)``; its permutation is
 ``permutation(fold_in(epoch_key, 0), n)``, cut into minibatches in order, the last one padded with
@@ -23,9 +23,9 @@ import pytest
 
 from tests.conftest import synthetic
 from vgjax.config import Config
-from vgjax.models import build_model
-from vgjax.optim import make_optimizer
-from vgjax.train import Engine, create_train_state, make_engine
+from vgjax.nn.models import build_model
+from vgjax.optim.registry import make_optimizer
+from vgjax.train.engine import Engine, create_train_state, make_engine
 
 pytestmark = pytest.mark.fast
 

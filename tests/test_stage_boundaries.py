@@ -2,7 +2,7 @@
 
 Stage 1 trains a 2-layer stack with BatchNorm for one epoch, so every variable -- kernels, biases,
 BatchNorm scale and bias, BatchNorm running mean and variance -- holds a trained value that differs
-from its initial one. ``vgjax.runner.setup_stage`` then builds stage 2 (one more sub-model, the
+from its initial one. ``vgjax.run.runner.setup_stage`` then builds stage 2 (one more sub-model, the
 first frozen) and stage 3 (all trainable) from it, and each variable is checked: carried over bit
 for bit, or freshly initialised, and the optimizer state fresh.
 
@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import synthetic
 from vgjax.config import Config
-from vgjax.runner import setup_stage, stage_table
+from vgjax.run.runner import setup_stage, stage_table
 
 pytestmark = pytest.mark.fast
 

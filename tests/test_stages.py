@@ -6,14 +6,14 @@ import jax
 import numpy as np
 import pytest
 
-from vgjax import stages
-from vgjax.checkpoint import Checkpoints
+from vgjax.train import stages
+from vgjax.run.checkpoint import Checkpoints
 from vgjax.config import Config, ConfigError
-from vgjax.hooks import Hook
-from vgjax.models import build_model, init_variables
-from vgjax.optim import freeze_labels
-from vgjax.runlog import RunDir
-from vgjax.runner import run, setup_stage, stage_table
+from vgjax.train.hooks import Hook
+from vgjax.nn.models import build_model, init_variables
+from vgjax.optim.registry import freeze_labels
+from vgjax.run.rundir import RunDir
+from vgjax.run.runner import run, setup_stage, stage_table
 
 from tests.conftest import synthetic
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments import suite
-from vgjax import jobs
+from vgjax.run import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,9 +17,9 @@ import pytest
 
 from experiments import run as run_cli
 from experiments import suite
-from vgjax import seed_suite
+from vgjax.sweep import seeds as seed_suite
 from vgjax.methods import get_config, method_names
-from vgjax.runlog import read_history
+from vgjax.run.rundir import read_history
 from vgjax.sweep.groups import group_methods
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,16 +155,16 @@ def test_an_existing_suite_needs_resume_with_the_same_flags_or_overwrite(finishe
 
 
 def test_vmapped_members_keep_their_single_runs_loss_sums_bit_for_bit(fashion_mnist_dir):
-    """What the bit-for-bit members rest on (vgjax.train.pairwise_sum), on more data than the
+    """What the bit-for-bit members rest on (vgjax.train.engine.pairwise_sum), on more data than the
     suite's tests: seeds 0-2 of baseline_7 for three epochs on 3,000 real images (94 steps each)
-    as sweep chunks of one, two and three members against vgjax.train.fit of each seed. (With
+    as sweep chunks of one, two and three members against vgjax.train.engine.fit of each seed. (With
     jnp.sum for a batch's loss, members differed here in the last bit of their loss.)"""
     import jax
 
     from vgjax import data, sweep
-    from vgjax.models import build_model
-    from vgjax.optim import make_optimizer
-    from vgjax.train import DeviceData, create_train_state, fit, make_engine
+    from vgjax.nn.models import build_model
+    from vgjax.optim.registry import make_optimizer
+    from vgjax.train.engine import DeviceData, create_train_state, fit, make_engine
 
     a = data.load(fashion_mnist_dir)
     arrays = sweep.Arrays(a.x_train[:3000], a.y_train[:3000], a.x_test[:2000], a.y_test[:2000])
@@ -189,7 +189,7 @@ def test_a_live_suite_locks_its_directory(tmp_path, capsys):
     out = tmp_path / "suite"
     out.mkdir()
     (out / "keep").write_text("a file of the live suite")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vgjax.runlock import RunLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vgjax.run.lock import RunLock; "
                                f"RunLock({str(out)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

@@ -23,9 +23,9 @@ import pytest
 
 from vgjax import sweep
 from vgjax.config import Config, ConfigError
-from vgjax.models import build_model
-from vgjax.optim import make_optimizer
-from vgjax.train import DeviceData, create_train_state, fit, make_engine
+from vgjax.nn.models import build_model
+from vgjax.optim.registry import make_optimizer
+from vgjax.train.engine import DeviceData, create_train_state, fit, make_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_VAL, EPOCHS = 256, 200, 2

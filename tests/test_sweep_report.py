@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments import report
-from vgjax import sweep_report
+from vgjax.report import sweep as sweep_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,7 +126,7 @@ def test_metrics_csv_reads_back_into_members_and_histories(tmp_path):
 
 
 def test_legends_name_the_method_and_the_axes_that_vary_within_one():
-    from vgjax.sweep_settings import legend_columns
+    from vgjax.sweep.settings import legend_columns
 
     base = {"depth": 7, "width": 128, "activation": "sigmoid", "optimizer": "sgd", "batch_size": 32,
             "init_std": 0.05, "lr": 0.01, "beta": 0.05}

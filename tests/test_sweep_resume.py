@@ -20,7 +20,7 @@ from tests.test_sweep import ROOT, assert_histories_close
 from vgjax import data as data_lib
 from vgjax import runtime, sweep
 from vgjax.methods import get_config
-from vgjax.sweep_files import read_metrics
+from vgjax.sweep.files import read_metrics
 
 LIMIT = 200
 FLAGS = ["--method", "baseline_3", "--depth", "2", "--width", "8", "--seeds", "3", "--epochs", "2",

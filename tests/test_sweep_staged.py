@@ -1,5 +1,5 @@
 """Staged sweeps ("train some layers" over seeds): every stage starts each member exactly as
-``vgjax.runner.setup_stage`` starts the single run of its seed (new model, fresh output layer,
+``vgjax.run.runner.setup_stage`` starts the single run of its seed (new model, fresh output layer,
 trained weights carried over, the stage's keys), and seed k of the sweep trains to the numbers
 of ``experiments.run --method freeze --seed k`` (within the rounding of tests/test_sweep.py).
 """
@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from tests.test_sweep import ROOT, assert_histories_close, sweep_cli
-from vgjax import runner, sweep
-from vgjax import stages as stages_lib
+from vgjax.run import runner
+from vgjax import sweep
+from vgjax.train import stages as stages_lib
 from vgjax.config import ConfigError
 from vgjax.methods import get_config
-from vgjax.sweep_files import read_metrics
+from vgjax.sweep.files import read_metrics
 
 N_TRAIN, N_VAL = 192, 100
 STAGES = "1-1 | 1:2 | 1+2:2:1 | 1+2:2"

@@ -1,4 +1,4 @@
-"""TensorBoard as its users expect (vgjax.callbacks.TensorBoard, write_sweep_tensorboard): training
+"""TensorBoard as its users expect (vgjax.run.callbacks.TensorBoard, write_sweep_tensorboard): training
 and validation on one chart, per-layer weight and gradient histograms, the config as text and
 hparams, a sweep's members as runs. A fake writer records the calls (tensorboardX is optional)."""
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vgjax import callbacks
+from vgjax.run import callbacks
 from vgjax.config import Config
 from vgjax.data import Arrays
-from vgjax.diagnostics import kernels
-from vgjax.runner import train_and_evaluate
+from vgjax.train.diagnostics import kernels
+from vgjax.run.runner import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Mean-field theory (vgjax.theory): integrals, kernels, critical std, and a measured check."""
+"""Mean-field theory (vgjax.analysis.theory): integrals, kernels, critical std, and a measured check."""
 
 import math
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from vgjax import inits, layers
-from vgjax import figures
-from vgjax import theory as T
-from vgjax import theory_check as TC
+from vgjax.nn import inits, layers
+from vgjax.report import figures
+from vgjax.analysis import theory as T
+from vgjax.analysis import theory_check as TC
 
 QS = [1e-8, 1e-4, 1e-2, 1.0, 1e2, 1e4, 1e6]
 
@@ -214,9 +214,9 @@ def test_measurement_is_the_engines_first_step_gradient_norm():
     """With one batch per epoch, the engine logs exactly the first step's kernel-gradient norms."""
     from tests.conftest import synthetic
     from vgjax.config import Config
-    from vgjax.models import build_model
-    from vgjax.optim import make_optimizer
-    from vgjax.train import create_train_state, make_engine
+    from vgjax.nn.models import build_model
+    from vgjax.optim.registry import make_optimizer
+    from vgjax.train.engine import create_train_state, make_engine
 
     cfg = Config(depth=3, batch_size=16, seed=3)
     data = synthetic(n=16)
@@ -228,7 +228,7 @@ def test_measurement_is_the_engines_first_step_gradient_norm():
         assert meas[name][0] == pytest.approx(float(value), rel=1e-5)
 
 
-# --- trainability vs init std (vgjax.theory_check.trainability) -------------------------------
+# --- trainability vs init std (vgjax.analysis.theory_check.trainability) -------------------------------
 
 
 def _tiny_arrays(n: int = 500):
@@ -249,7 +249,7 @@ def _tiny_arrays(n: int = 500):
 
 def test_trainability_tiny_run_rows_table_and_figure(tmp_path):
     """2 stds x 1 seed x 1 epoch x 500 images per activation: each row is the std its sweep
-    members used, chi is vgjax.theory's, and the CSV, table and PNG come out."""
+    members used, chi is vgjax.analysis.theory's, and the CSV, table and PNG come out."""
     stds = {"sigmoid": [0.1, *TC.critical("sigmoid", 128)], "tanh": [*TC.critical("tanh", 128), 2.0]}
     train, status = TC.trainability(_tiny_arrays(), depth=7, width=128, batch_size=32, epochs=1, train_limit=500,
                                     seeds=1, stds=stds)

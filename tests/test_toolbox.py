@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import synthetic
-from vgjax import inits
-from vgjax.callbacks import BestCheckpoint, EarlyStopping
+from vgjax.nn import inits
+from vgjax.run.callbacks import BestCheckpoint, EarlyStopping
 from vgjax.config import Config
-from vgjax.models import build_model, init_variables
-from vgjax.optim import make_optimizer
-from vgjax.runlog import RunDir
-from vgjax.runner import load_saved_state, run
-from vgjax.train import create_train_state, kernel_penalty, make_engine
+from vgjax.nn.models import build_model, init_variables
+from vgjax.optim.registry import make_optimizer
+from vgjax.run.rundir import RunDir
+from vgjax.run.runner import load_saved_state, run
+from vgjax.train.engine import create_train_state, kernel_penalty, make_engine
 
 FAN_IN, FAN_OUT = 400, 300
 N = FAN_IN * FAN_OUT  # 120,000 draws: the sample variance has relative std sqrt(2/N) ~ 0.4%
@@ -160,7 +160,7 @@ def test_best_checkpoint_holds_the_best_epoch_and_reloads_its_metrics(tmp_path):
     cfg2 = Config(depth=2, batch_size=16, epochs=1, init_from=str(rd.path))
     rd2 = RunDir(tmp_path / "r2")
     rd2.create(cfg2.to_dict())
-    from vgjax.runner import setup_stage, stage_table
+    from vgjax.run.runner import setup_stage, stage_table
     table = stage_table(cfg2)
     start = setup_stage(cfg2, table, table.stages[0], None).state
     jax.tree_util.tree_map(np.testing.assert_array_equal, start.params, state.params)

@@ -30,9 +30,9 @@ tr = pytest.importorskip("tests.torch_reference")
 
 from vgjax import data as data_lib  # noqa: E402
 from vgjax.methods import get_config, method_names  # noqa: E402
-from vgjax.models import build_model  # noqa: E402
-from vgjax.optim import make_optimizer  # noqa: E402
-from vgjax.train import _batches, create_train_state, make_engine, scale_pixels  # noqa: E402
+from vgjax.nn.models import build_model  # noqa: E402
+from vgjax.optim.registry import make_optimizer  # noqa: E402
+from vgjax.train.engine import _batches, create_train_state, make_engine, scale_pixels  # noqa: E402
 
 N = 39 * 512 + 200  # 40 minibatches of the §5 protocol's 512, the last one partial
 LOSS_RTOL = 1e-4

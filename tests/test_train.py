@@ -7,9 +7,9 @@ import optax
 
 from tests.conftest import synthetic
 from vgjax.config import Config
-from vgjax.models import build_model
-from vgjax.optim import make_optimizer
-from vgjax.train import DeviceData, create_train_state, fit, make_engine
+from vgjax.nn.models import build_model
+from vgjax.optim.registry import make_optimizer
+from vgjax.train.engine import DeviceData, create_train_state, fit, make_engine
 
 
 def _setup(cfg, seed=0):

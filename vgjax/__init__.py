@@ -1,11 +1,11 @@
 """vgjax: vanishing gradients in deep MLPs on Fashion-MNIST, reproduced with JAX, Flax and optax.
 
-Modules: ``data`` (find/verify/load), ``models`` and ``layers`` (the MLP family), ``inits``,
-``optim`` (optimizers, freezing), ``scratch`` (docs/study.md §5 optimizers), ``keys`` (every random
-key from the seed), ``train`` (the scanned engine), ``stages`` (train some layers), ``runner``
-(whole runs: ``train_and_evaluate``), ``hooks`` and ``callbacks``, ``checkpoint``, ``runlog`` (the
-run directory), ``diagnostics``, ``plots``, ``sweep``, ``pool`` and ``jobs`` (child processes),
-``theory``.
+Folders by role (docs/design.md, "Layout"): ``nn`` (layers, initialisers, the MLP), ``optim``
+(registry, PyTorch and from-scratch forms), ``train`` (keys, the scanned engine, hooks, stages,
+diagnostics), ``run`` (whole runs into run directories), ``sweep`` (many members as one vmapped
+program), ``analysis`` (theory, escape, trainability), ``report`` (figures and reports from files).
+At the top: ``config`` (the frozen Config), ``methods`` (the study's named configs), ``data``
+(find/verify/load), ``owned`` (what a command may overwrite), ``faults``, ``runtime``.
 """
 
 __version__ = "0.1.0"

@@ -46,7 +46,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "course": {"batch_size": 512, "pixels": "raw"},
 }
 
-# The names of vgjax.layers.ACTIVATIONS, vgjax.inits' and vgjax.optim's registries (a test checks
+# The names of vgjax.nn.layers.ACTIVATIONS, vgjax.nn.inits' and vgjax.optim.registry's registries (a test checks
 # that they agree); register_initializer / register_optimizer add a user's names through register_name.
 NAMES: dict[str, list[str]] = {
     "activation": ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "swish", "linear",
@@ -166,7 +166,7 @@ class Config:
                         "or default (the platform's fast path: TF32 on GPUs, bfloat16 passes on TPUs)")
     unroll: int = _f(1, "protocol", "training steps per loop iteration of the compiled epoch (lax.scan's "
                      "unroll: fewer launches on a GPU, the same steps; benchmarks/step_overhead.py)")
-    # staged training ("freeze"): compact table string, see vgjax.stages
+    # staged training ("freeze"): compact table string, see vgjax.train.stages
     stages: str | None = _f(None, "protocol", "stage table for staged training: 'default', a compact string "
                             "or a .json file")
     epochs_scale: float = _f(1.0, "protocol", "multiply every stage's epochs (quick staged runs)")

@@ -83,7 +83,7 @@ class DataError(Exception):
 class Arrays:
     """The four arrays every part of the library trains on: uint8 images flattened to 784 pixels
     (0-255) and int32 labels, as numpy arrays on the host or jax arrays on a device
-    (:class:`vgjax.train.DeviceData`). Unpacks as ``x_train, y_train, x_test, y_test``."""
+    (:class:`vgjax.train.engine.DeviceData`). Unpacks as ``x_train, y_train, x_test, y_test``."""
 
     x_train: Any  # (n_train, 784) uint8
     y_train: Any  # (n_train,) int32

@@ -53,7 +53,7 @@ _METHODS = [
 
 # docs/study.md §5, second part: the 5-hidden-layer sigmoid net, batch 512, lr 0.01, five optimizers,
 # trained as the original trains it, with torch.optim and ADOPT's reference implementation, each with
-# its own defaults (vgjax.torch_optim). Momentum 0.9: torch's default is 0 (plain SGD), 0.9 is the
+# its own defaults (vgjax.optim.torch_forms). Momentum 0.9: torch's default is 0 (plain SGD), 0.9 is the
 # value of PyTorch's own examples; the exercise's beta 0.5 belongs to its damped from-scratch form
 # (docs/results.md, "The optimizer exercise with PyTorch's optimizers").
 _OPT_NET = {"depth": 5, "batch_size": 512, "lr": 0.01, "init_draw": "independent", "output_init": "hidden",

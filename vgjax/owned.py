@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Iterable
 
 MANIFEST = ".vgjax-owned.json"
-RUN_MARKER = ".vgjax-run"  # a run directory's marker (vgjax.runlog.MARKER_NAME)
-LOCK_NAME = ".vgjax-lock"  # vgjax.runlock.LOCK_NAME: the lock is its own, never an entry
-# the entries of a run directory (vgjax.runlog's names), for a marked run without a manifest
+RUN_MARKER = ".vgjax-run"  # a run directory's marker (vgjax.run.rundir.MARKER_NAME)
+LOCK_NAME = ".vgjax-lock"  # vgjax.run.lock.LOCK_NAME: the lock is its own, never an entry
+# the entries of a run directory (vgjax.run.rundir's names), for a marked run without a manifest
 RUN_ENTRIES = ("config.json", "history.jsonl", "history.csv", "summary.json", "error.log", "checkpoints", "best",
                "histograms", "figures", "tensorboard")
 
@@ -90,7 +90,7 @@ def write_problem(path: str | Path, kind: str, names: Iterable[str], what: str) 
 
 
 def _save(path: Path, entries: dict[str, str]) -> None:
-    # written whole or not at all (a temporary file, then os.replace); vgjax.runlog uses this
+    # written whole or not at all (a temporary file, then os.replace); vgjax.run.rundir uses this
     # module, so its own atomic writer is not imported here
     text = json.dumps({"entries": dict(sorted(entries.items())),
                        "rule": "vgjax removes or replaces only the entries listed here "

@@ -7,7 +7,7 @@ The grouped program computes what the methods' separate programs compute: the st
 the std-1 kernels exactly as the initializer does, the learning rate is read from the optimizer
 state instead of a constant, beta from the train state. On a CPU, seed ``k`` of every method in
 the group is ``experiments.run --method M --seed k`` bit for bit (tests/test_suite_seeds.py, two
-members per chunk; :func:`vgjax.train.pairwise_sum` keeps the loss sums' order). In a chunk of
+members per chunk; :func:`vgjax.train.engine.pairwise_sum` keeps the loss sums' order). In a chunk of
 four members one validation loss in 32 was seen to differ in its last bit: XLA's CPU code for a
 larger vmapped batch, not the grouping (docs/design.md, "The multi-seed suite").
 """

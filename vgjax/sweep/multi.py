@@ -41,13 +41,13 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from vgjax import layers
+from vgjax.nn import layers
 from vgjax.config import NORMS, Config, ConfigError
 from vgjax.sweep.grid import AXES, Members
 from vgjax.sweep.groups import group_methods
 from vgjax.sweep.phases import Phase
 from vgjax.sweep.program import MEMBER_AXIS, SweepProgram, sweep_optimizer
-from vgjax.train import Engine, TrainState
+from vgjax.train.engine import Engine, TrainState
 
 # what may differ between the methods of one multi-method program: the member arrays of a sweep
 # (AXES), and the discrete choices a member carries as an index
@@ -89,7 +89,7 @@ def _select(index: jax.Array, values: Sequence[jax.Array]) -> jax.Array:
 
 
 class UnionMLP(nn.Module):
-    """The union of several MLPs of :class:`vgjax.models.MLP` (same width, layer names and
+    """The union of several MLPs of :class:`vgjax.nn.models.MLP` (same width, layer names and
     order), each member's choices given per call in ``choice`` (scalars; vmapped: per member)."""
 
     depth: int = 7
@@ -143,7 +143,7 @@ class UnionMLP(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class UnionEngine(Engine):
-    """:class:`vgjax.train.Engine` of a :class:`UnionMLP`: the member's choices are read from
+    """:class:`vgjax.train.engine.Engine` of a :class:`UnionMLP`: the member's choices are read from
     ``TrainState.hparams`` (every other step of training and evaluation is the Engine's own)."""
 
     @property

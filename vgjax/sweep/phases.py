@@ -1,8 +1,8 @@
 """A member's training as phases: one compiled program per phase, the states carried from one
 phase to the next. A plain sweep is one phase (init, then every epoch); a staged sweep ("train
-some layers", :mod:`vgjax.stages`) is one phase per stage, each with its own model, optimizer
+some layers", :mod:`vgjax.train.stages`) is one phase per stage, each with its own model, optimizer
 and vmapped epoch, started from the previous stage's trained weights by the rules of
-:func:`vgjax.runner.setup_stage`, so that seed ``k`` is ``experiments.run --seed k`` of the
+:func:`vgjax.run.runner.setup_stage`, so that seed ``k`` is ``experiments.run --seed k`` of the
 staged run (docs/design.md, "Sweeps").
 """
 
@@ -16,14 +16,14 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from vgjax import keys
-from vgjax import stages as stages_lib
+from vgjax.train import keys
+from vgjax.train import stages as stages_lib
 from vgjax.config import OUTPUT_INIT_HIDDEN, Config
-from vgjax.models import build_model, init_variables
-from vgjax.optim import make_optimizer
+from vgjax.nn.models import build_model, init_variables
+from vgjax.optim.registry import make_optimizer
 from vgjax.sweep.grid import STD_SCALED_INITS
 from vgjax.sweep.program import MEMBER_AXIS, SweepProgram, scale_kernels
-from vgjax.train import TrainState, create_train_state, make_engine
+from vgjax.train.engine import TrainState, create_train_state, make_engine
 
 # (the previous phase's states or None, the chunk's sharded member arrays) -> the phase's states
 StartFn = Callable[[TrainState | None, dict], TrainState]
@@ -73,7 +73,7 @@ def _staged_phases(config: Config, devices: tuple[jax.Device, ...]) -> tuple[Pha
 
 
 def _stage_phase(config: Config, table: stages_lib.StageTable, stage: stages_lib.Stage, mesh: Mesh) -> Phase:
-    """One stage as :func:`vgjax.runner.setup_stage` builds it, its state made per member."""
+    """One stage as :func:`vgjax.run.runner.setup_stage` builds it, its state made per member."""
     stage_config = config.replace(depth=table.stage_depth(stage))
     model = build_model(stage_config)
     shapes = jax.eval_shape(lambda k: init_variables(model, k, k), jax.random.PRNGKey(0))

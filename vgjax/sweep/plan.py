@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgjax.models import INPUT_DIM, NUM_CLASSES
+from vgjax.nn.models import INPUT_DIM, NUM_CLASSES
 from vgjax.sweep.grid import AXES, Members
 from vgjax.sweep.program import SweepProgram
 

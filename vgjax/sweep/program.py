@@ -3,7 +3,7 @@ over members and jitted once (docs/design.md, "Sweeps").
 
 Members differ only in arrays: the init std multiplies the std-1 kernels, the learning rate lives
 in the optimizer state (``optax.inject_hyperparams``), beta in ``TrainState.hparams["beta"]``.
-Seed ``k`` uses the keys of :mod:`vgjax.keys`, so a member is the single run of its seed.
+Seed ``k`` uses the keys of :mod:`vgjax.train.keys`, so a member is the single run of its seed.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from vgjax import keys
+from vgjax.train import keys
 from vgjax.config import OUTPUT_INIT_HIDDEN, Config
-from vgjax.models import build_model, init_variables
-from vgjax.optim import make_base_optimizer
+from vgjax.nn.models import build_model, init_variables
+from vgjax.optim.registry import make_base_optimizer
 from vgjax.sweep.grid import AXES, STD_SCALED_INITS, Members
-from vgjax.train import DeviceData, Engine, TrainState, create_train_state, make_engine
+from vgjax.train.engine import DeviceData, Engine, TrainState, create_train_state, make_engine
 
 MEMBER_AXIS = "members"
 
@@ -93,7 +93,7 @@ class SweepProgram:
         """One epoch of ``Engine.epoch`` and the validation ``Engine.evaluate`` after it."""
         state, train = self.engine.epoch(state, x, y)
         val = self.engine.evaluate(state, x_val, y_val)
-        # the ratios' sums too: the host divides them (vgjax.train.exact_ratios)
+        # the ratios' sums too: the host divides them (vgjax.train.engine.exact_ratios)
         sums = {f"{p}{k}": d[k] for p, d in (("", train), ("val_", val))
                 for k in ("correct", "count", "loss_total", "loss_weight")}
         return state, {"loss": train["loss"], "accuracy": train["accuracy"], "val_loss": val["loss"],

@@ -13,7 +13,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vgjax.train import diverged
+from vgjax.train.engine import diverged
 
 
 class SweepProgress:

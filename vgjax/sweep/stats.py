@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from vgjax.sweep.grid import METRICS, Members
-from vgjax.train import diverged
+from vgjax.train.engine import diverged
 
 PLATEAU_ACCURACY = 0.2  # chance is 0.1: a member has left the plateau once val accuracy > 0.2
 
@@ -22,7 +22,7 @@ def first_epoch(mask: np.ndarray) -> np.ndarray:
 
 def diverged_epochs(history: dict[str, np.ndarray]) -> np.ndarray:
     """Per member, the first epoch whose train or validation loss is NaN/Inf or has exploded
-    past :data:`vgjax.train.DIVERGED_LOSS` (0: never): the rule of single runs."""
+    past :data:`vgjax.train.engine.DIVERGED_LOSS` (0: never): the rule of single runs."""
     return first_epoch(diverged(history["loss"], history["val_loss"]))
 
 

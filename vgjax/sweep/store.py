@@ -17,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from vgjax import owned, runlock
-from vgjax.runlog import atomic_write_bytes, atomic_write_json, read_json
+from vgjax import owned
+from vgjax.run import lock as runlock
+from vgjax.run.rundir import atomic_write_bytes, atomic_write_json, read_json
 from vgjax.sweep.grid import METRICS, Members
 
 CHUNKS_DIR = "chunks"
 PLAN_FILE = "plan.json"
 CONFIG_FILE = "config.json"
-CURVE_FILES = ("sweep_val_accuracy.png", "sweep_loss.png")  # vgjax.figures.CURVE_FIGURES' files
+CURVE_FILES = ("sweep_val_accuracy.png", "sweep_loss.png")  # vgjax.report.figures.CURVE_FIGURES' files
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
@@ -181,7 +182,7 @@ def prepare_out_dir(path: Path) -> str | None:
 
 def lock_dir(path: Path) -> tuple[runlock.RunLock | None, str | None]:
     """The sweep directory's lock (the directory is created), or why it cannot be had: a sweep
-    directory is written by one live process at a time, like a run directory (vgjax.runlock)."""
+    directory is written by one live process at a time, like a run directory (vgjax.run.lock)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         return runlock.RunLock(path).acquire(), None

@@ -1,5 +1,5 @@
 """Running a sweep: chunks of members trained by the compiled program in this process, or
-contiguous groups of members trained by single-threaded worker processes (:mod:`vgjax.pool`),
+contiguous groups of members trained by single-threaded worker processes (:mod:`vgjax.run.pool`),
 the faster way on a CPU (docs/design.md, "Sweeps").
 """
 
@@ -15,13 +15,14 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import numpy as np
 
-from vgjax import pool, runtime
+from vgjax.run import pool
+from vgjax import runtime
 from vgjax.data import Arrays
 from vgjax.sweep import hosts
 from vgjax.sweep.grid import METRICS, Members, SweepSpec, take, validate_spec
 from vgjax.sweep.plan import chunk_plan, pad_members
 from vgjax.sweep.phases import Phase, build_phases
-from vgjax.train import exact_ratios
+from vgjax.train.engine import exact_ratios
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,7 @@ def train_chunks(phases: Sequence[Phase], members: Members, data: Any, size: int
 
 def limit_train(data: Any, train_limit: int | None) -> Any:
     """``data`` with only its first ``train_limit`` training examples (the rule of
-    :class:`vgjax.train.DeviceData`); unchanged when None or when there are no more."""
+    :class:`vgjax.train.engine.DeviceData`); unchanged when None or when there are no more."""
     if train_limit is None or train_limit >= len(data.y_train):
         return data
     return Arrays(data.x_train[:train_limit], data.y_train[:train_limit], data.x_test, data.y_test)
@@ -167,7 +168,7 @@ def _worker_main(queue: Any, worker: int, spec: SweepSpec, members: Members, off
 
 
 class _Worker:
-    """One worker process as a :class:`vgjax.pool.Task`: it has ended once its result arrived."""
+    """One worker process as a :class:`vgjax.run.pool.Task`: it has ended once its result arrived."""
 
     def __init__(self, ctx: Any, index: int, args: tuple, done: dict[int, tuple]):
         self.index, self.done = index, done

@@ -11,7 +11,7 @@ The study's optimizers follow Keras' formulas (docs/study.md, "Framework semanti
 - ``rmsprop`` is Keras' RMSprop: ``w -= lr * g / sqrt(v + eps)`` (epsilon inside the root).
 
 PyTorch's optimizers (``torch_sgd``, ``torch_momentum``, ``torch_rmsprop``, ``torch_adam``) and
-ADOPT's reference form (``adopt_ref``) are in :mod:`vgjax.torch_optim`; ``adopt`` is optax's
+ADOPT's reference form (``adopt_ref``) are in :mod:`vgjax.optim.torch_forms`; ``adopt`` is optax's
 ``contrib.adopt`` with Config's b2 and eps (at least 1e-6), the form of the earlier §5 runs.
 """
 
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vgjax import scratch, torch_optim
+from vgjax.optim import scratch, torch_forms as torch_optim
 from vgjax.config import NAMES, Config, ConfigError, check_name, register_name
 
 # name -> (config, learning_rate) -> GradientTransformation. learning_rate may be a traced
@@ -71,12 +71,12 @@ _FACTORIES: dict[str, Factory] = {
 }
 
 
-# the from-scratch optimizers of docs/study.md §5 (``scratch_gd`` …) from :mod:`vgjax.scratch`
+# the from-scratch optimizers of docs/study.md §5 (``scratch_gd`` …) from :mod:`vgjax.optim.scratch`
 for _name, _make in scratch.OPTIMIZERS.items():
     _FACTORIES[_name] = lambda c, lr, make=_make: make(learning_rate=lr)
 
 
-# PyTorch's forms (docs/study.md §5's network, the optimizers_* methods) from :mod:`vgjax.torch_optim`
+# PyTorch's forms (docs/study.md §5's network, the optimizers_* methods) from :mod:`vgjax.optim.torch_forms`
 _FACTORIES.update({
     "torch_sgd": lambda c, lr: torch_optim.torch_sgd(lr),
     "torch_momentum": lambda c, lr: torch_optim.torch_momentum(lr, momentum=c.momentum),

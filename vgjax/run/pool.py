@@ -1,5 +1,5 @@
 """Child processes run a few at a time: the scheduling loop shared by the sweep's worker processes
-(:mod:`vgjax.sweep.workers`) and the suite's run processes (:mod:`vgjax.jobs`).
+(:mod:`vgjax.sweep.workers`) and the suite's run processes (:mod:`vgjax.run.jobs`).
 
 A task is anything with the five methods of :class:`Task`. :func:`run` starts the tasks in their
 order, at most ``slots`` at once, calls ``tick(running)`` between checks (to sleep, or to read the

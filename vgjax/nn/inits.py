@@ -1,7 +1,7 @@
 """Kernel initialisers by their Keras names, built on ``jax.nn.initializers``.
 
 ``make_initializer(name, std=..., scale=...)`` returns a JAX initializer ``f(key, shape, dtype)``.
-A user-defined initializer is any such function: pass it to :class:`vgjax.models.MLP` as
+A user-defined initializer is any such function: pass it to :class:`vgjax.nn.models.MLP` as
 ``kernel_init`` or register it with :func:`register_initializer` to make it selectable by name
 (``--init NAME``).
 """

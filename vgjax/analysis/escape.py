@@ -9,7 +9,7 @@ prediction at initialisation per setting and its rank correlation with the measu
 (:func:`theory_rows`, :func:`theory_comparison`, docs/escape.md "Theory"), and the CPU/GPU time per
 member-epoch from the sweep's own ``summary.json``; and the report of a sweep directory
 (:func:`write_escape_report`: report.md, escape.csv, curves.csv and the figures of
-:mod:`vgjax.escape_figures`), every number generated from the sweep's files.
+:mod:`vgjax.report.escape_figures`), every number generated from the sweep's files.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from vgjax import escape_figures, theory
+from vgjax.report import escape_figures
+from vgjax.analysis import theory
 from vgjax.methods import get_config
-from vgjax.runlog import atomic_write_text, history_csv, read_json
+from vgjax.run.rundir import atomic_write_text, history_csv, read_json
 from vgjax.runtime import device_text
 from vgjax.sweep.stats import PLATEAU_ACCURACY, first_epoch, summarize
-from vgjax.sweep_files import finished_part, read_metrics
-from vgjax.sweep_report import _command as sweep_command
-from vgjax.sweep_report import load_sweep
-from vgjax.sweep_settings import DISCRETE, value_text
+from vgjax.sweep.files import finished_part, read_metrics
+from vgjax.report.sweep import _command as sweep_command
+from vgjax.report.sweep import load_sweep
+from vgjax.sweep.settings import DISCRETE, value_text
 
 THRESHOLD = PLATEAU_ACCURACY  # 0.2, twice chance (0.1): the reference definition
 THRESHOLDS = (0.15, 0.2, 0.3)  # the robustness check
@@ -169,7 +170,7 @@ def net_of(setting: dict) -> theory.Net:
 
 
 def theory_rows(settings: list[dict], x_u8: np.ndarray, y: np.ndarray, per_class: int = 3) -> list[dict]:
-    """Per setting, the prediction at initialisation (vgjax.theory, docs/escape.md "Theory"):
+    """Per setting, the prediction at initialisation (vgjax.analysis.theory, docs/escape.md "Theory"):
     chi of every hidden layer (mean over a class-stratified data sample), log10 of their product
     (the backward gain from the last hidden layer to the first), and log10 of the predicted
     kernel-gradient norm of the first layer over the output layer's at the setting's batch size."""
@@ -388,7 +389,7 @@ def theory_markdown(ctx: dict) -> list[str]:
     out = ["## Does χ predict the escape?", ""]
     if predicted is None:
         return out + ["Not computed (`--no-theory`).", ""]
-    out += [f"Per setting, `vgjax.theory` predicts at initialisation (mean field, {ctx['per_class']} examples "
+    out += [f"Per setting, `vgjax.analysis.theory` predicts at initialisation (mean field, {ctx['per_class']} examples "
             f"per class of the training data): χ of every hidden layer, their product ∏χ (the backward gain of "
             f"the squared error signal from the last hidden layer to the first) and the kernel-gradient norm of "
             f"the first layer over the output layer's at the setting's batch size (the ratio `experiments.theory` "

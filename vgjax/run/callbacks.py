@@ -1,7 +1,7 @@
 """Per-epoch hooks of the training toolbox (docs/study.md §6): early stopping, best-model
 checkpoints, and TensorBoard (optional: the ``tensorboard`` extra).
 
-They are hooks (:class:`vgjax.hooks.Hook`): :func:`vgjax.runner.run` calls ``on_epoch_end``
+They are hooks (:class:`vgjax.train.hooks.Hook`): :func:`vgjax.run.runner.run` calls ``on_epoch_end``
 after every epoch (True asks to stop), ``replay`` on resume and ``finalize`` at the end, which may
 replace the final state (restore-best) and adds its ``info`` to summary.json.
 """
@@ -18,11 +18,11 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from vgjax.checkpoint import Checkpoints
+from vgjax.run.checkpoint import Checkpoints
 from vgjax.config import ConfigError
-from vgjax.diagnostics import kernels, probe_kernel_grads
-from vgjax.hooks import Hook
-from vgjax.runlog import BEST_FILE, INT_COLUMNS, TENSORBOARD_DIR, atomic_write_json
+from vgjax.train.diagnostics import kernels, probe_kernel_grads
+from vgjax.train.hooks import Hook
+from vgjax.run.rundir import BEST_FILE, INT_COLUMNS, TENSORBOARD_DIR, atomic_write_json
 
 
 def _mode_for(monitor: str, mode: str) -> str:
@@ -113,7 +113,7 @@ class BestCheckpoint(Hook):
 
     Saves are asynchronous unless ``asynchronous=False``: best.json is rewritten once the new
     checkpoint is complete (the two change together). :meth:`wait_for_saves` waits for the save in flight;
-    :func:`vgjax.runner.run` calls it on every way out of a run, :meth:`finalize` does too.
+    :func:`vgjax.run.runner.run` calls it on every way out of a run, :meth:`finalize` does too.
     """
 
     def __init__(self, directory: str | Path, monitor: str = "val_accuracy", mode: str = "auto",

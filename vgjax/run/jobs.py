@@ -3,7 +3,7 @@
 A :class:`Job` is one ``python -m experiments.run`` process writing one run directory (or, on a
 GPU or TPU, the same run called in this process, one after another: :func:`plan_workers`); its log
 goes to a file and its progress (epoch, validation accuracy, time per epoch, ETA) is read from
-the run's history. :func:`run_jobs` runs a list of jobs a few at a time (:mod:`vgjax.pool`),
+the run's history. :func:`run_jobs` runs a list of jobs a few at a time (:mod:`vgjax.run.pool`),
 :class:`Progress` shows them (a live table on a terminal, plain lines otherwise), and
 :func:`suite_record` is what ``suite.json`` holds.
 """
@@ -28,8 +28,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from vgjax import pool, runtime, stages
-from vgjax.runlog import DONE_STATUSES, RunDir, read_json
+from vgjax.run import pool
+from vgjax import runtime
+from vgjax.train import stages
+from vgjax.run.rundir import DONE_STATUSES, RunDir, read_json
 
 SUITE_FILE = "suite.json"  # in the directory of the suite's run directories
 LOGS_DIR = "logs"  # the jobs' logs, beside the run directories
@@ -69,7 +71,7 @@ class Job:
             return None
         return (self.ended or time.perf_counter()) - self.started
 
-    # the vgjax.pool.Task methods
+    # the vgjax.run.pool.Task methods
     # (an in-process job has ended when start returns: there is nothing to poll, stop or kill)
     def start(self) -> None:
         if self.call is not None:

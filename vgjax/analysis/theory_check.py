@@ -1,4 +1,4 @@
-"""The theory check: mean-field predictions (:mod:`vgjax.theory`) against measurements.
+"""The theory check: mean-field predictions (:mod:`vgjax.analysis.theory`) against measurements.
 
 Per case (sigmoid, tanh and relu at init std 0.05, 0.5, 1, 10 and at the He / Glorot scales):
 the predicted per-layer kernel-gradient norms at initialisation against the RMS over seeds of
@@ -22,11 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgjax import keys, sweep, theory
+from vgjax.train import keys
+from vgjax import sweep
+from vgjax.analysis import theory
 from vgjax.config import Config
-from vgjax.models import build_model, init_variables
-from vgjax.optim import make_optimizer
-from vgjax.train import kernel_grad_norms, make_engine
+from vgjax.nn.models import build_model, init_variables
+from vgjax.optim.registry import make_optimizer
+from vgjax.train.engine import kernel_grad_norms, make_engine
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 CHI_ACTIVATIONS = ACTIVATIONS + ("sigmoid_beta", "sigmoid_modgrad")  # beta 0.05
@@ -180,7 +182,7 @@ TRAIN_GRID = (0.05, 10.0, 9)  # log-spaced init stds (lo, hi, count); each activ
 
 @functools.lru_cache(maxsize=None)
 def critical(activation: str, width: int) -> tuple[float, ...]:
-    """``vgjax.theory.critical_stds`` (about a second each), computed once per process."""
+    """``vgjax.analysis.theory.critical_stds`` (about a second each), computed once per process."""
     return tuple(theory.critical_stds(activation, width))
 
 
@@ -203,7 +205,7 @@ def trainability(arrays, *, depth: int, width: int, batch_size: int, epochs: int
     first ``train_limit`` training images by ``vgjax.sweep.run_sweep`` (members vmapped in this
     process unless ``workers``); validated on ``arrays``' test set. Returns
     ``({"rows": [...], ...}, status)`` with one row per (activation, std): the std the sweep's
-    members actually used, chi* = chi at the fixed point (``vgjax.theory.chi_star``),
+    members actually used, chi* = chi at the fixed point (``vgjax.analysis.theory.chi_star``),
     mean/std/min/max of the final val accuracy over seeds.
     """
     log = log or (lambda msg: None)
@@ -232,7 +234,7 @@ def trainability(arrays, *, depth: int, width: int, batch_size: int, epochs: int
                         "optimizer": "sgd", "lr": 0.01, "batch_size": batch_size, "epochs": epochs,
                         "train_limit": len(data.y_train), "val_examples": len(data.y_test), "seeds": list(seeds),
                         "measured": "val accuracy (test set) after the budget; mean and sample std over seeds",
-                        "chi": "vgjax.theory.chi_star: chi at the fixed point q* of the hidden layers"},
+                        "chi": "vgjax.analysis.theory.chi_star: chi at the fixed point q* of the hidden layers"},
            "rows": rows, "sweeps": sweeps, "wall_time_s": wall}
     return out, f"done: {len(rows)} settings in {wall:.0f}s"
 
@@ -305,7 +307,7 @@ def csv_text(results: list[dict]) -> str:
 
 
 def first_batch_indices(seed: int, n: int, batch_size: int):
-    """The training engine's first minibatch of epoch 1 for run seed ``seed`` (vgjax.train)."""
+    """The training engine's first minibatch of epoch 1 for run seed ``seed`` (vgjax.train.engine)."""
     run_key = keys.run_key(keys.seed_key(seed))
     perm = jax.random.permutation(keys.shuffle_key(keys.epoch_key(run_key, 0)), n)
     return np.asarray(perm[:batch_size])

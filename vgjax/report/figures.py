@@ -2,7 +2,7 @@
 chi and trainability, the optimizer quadratic's paths.
 
 Each is drawn from the numbers the experiment wrote (or returns), with matplotlib's object API on
-the Agg canvas (:mod:`vgjax.plots`' figure helpers: Figure objects, no pyplot state) and written
+the Agg canvas (:mod:`vgjax.report.plots`' figure helpers: Figure objects, no pyplot state) and written
 atomically.
 """
 
@@ -18,11 +18,12 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vgjax import scratch, theory
-from vgjax.plots import new_figure, run_colors, save_figure
-from vgjax.runlog import atomic_write_bytes
-from vgjax.sweep_settings import legend_columns, pivot, value_text
-from vgjax.theory_check import ACTIVATIONS, CHI_ACTIVATIONS, critical
+from vgjax.optim import scratch
+from vgjax.analysis import theory
+from vgjax.report.plots import new_figure, run_colors, save_figure
+from vgjax.run.rundir import atomic_write_bytes
+from vgjax.sweep.settings import legend_columns, pivot, value_text
+from vgjax.analysis.theory_check import ACTIVATIONS, CHI_ACTIVATIONS, critical
 
 
 def _canvas_figure(**kw) -> Figure:

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vgjax import inits, layers
+from vgjax.nn import inits, layers
 from vgjax.config import OUTPUT_INIT_HIDDEN, Config, validate_skips
 
 NUM_CLASSES = 10

@@ -1,7 +1,7 @@
 """The training engine: a train state, one jitted epoch as a ``lax.scan``, evaluation, ``fit``.
 
 Data sits on the device as uint8 for the whole run; each epoch shuffles with a key folded from
-the run key and the epoch number (:mod:`vgjax.keys`), scans over minibatches and scales pixels per batch (``Config.pixels``: to [0, 1], or raw 0-255).
+the run key and the epoch number (:mod:`vgjax.train.keys`), scans over minibatches and scales pixels per batch (``Config.pixels``: to [0, 1], or raw 0-255).
 The last minibatch of an epoch may be partial (Keras semantics): it is padded to full size and
 masked, so its loss, gradient and BatchNorm statistics count only the real rows.
 """
@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vgjax import keys
+from vgjax.train import keys
 from vgjax.config import PIXEL_DIVISORS, Config
 from vgjax.data import Arrays
-from vgjax.hooks import Hook
-from vgjax.models import MLP, init_variables
+from vgjax.train.hooks import Hook
+from vgjax.nn.models import MLP, init_variables
 
 PyTree = Any
 
@@ -40,7 +40,7 @@ class TrainState:
 
 def create_train_state(model: MLP, tx: optax.GradientTransformation, key: jax.Array,
                        variables: dict | None = None) -> TrainState:
-    """A fresh state; the init key and the run key are split from ``key`` (:mod:`vgjax.keys`)."""
+    """A fresh state; the init key and the run key are split from ``key`` (:mod:`vgjax.train.keys`)."""
     init_key, run_key = keys.init_and_run_keys(key)
     if variables is None:
         variables = init_variables(model, init_key)

@@ -1,7 +1,7 @@
 """The optimizer quadratic of docs/study.md §5, first part: f(w) = 0.1·w1² + 2·w2² from (−5, −2)
 with the four from-scratch optimizers (one update per epoch).
 
-:func:`compute` runs them (the maths lives in :mod:`vgjax.scratch`), :func:`detail_table` and :func:`summary_table`
+:func:`compute` runs them (the maths lives in :mod:`vgjax.optim.scratch`), :func:`detail_table` and :func:`summary_table`
 hold every intermediate quantity of the first epochs and the final points, :func:`save` writes
 ``trajectories.csv``, ``trajectories.json`` and ``optimizers_quadratic.png``.
 """
@@ -17,9 +17,9 @@ import numpy as np
 from rich import box
 from rich.table import Table
 
-from vgjax import scratch
-from vgjax.figures import contour_png
-from vgjax.runlog import atomic_write_bytes
+from vgjax.optim import scratch
+from vgjax.report.figures import contour_png
+from vgjax.run.rundir import atomic_write_bytes
 
 DETAIL_EPOCHS = 2
 
@@ -30,7 +30,7 @@ TITLES = {
     "scratch_adam": "Adam",
 }
 SYMBOLS = {"learning_rate": "α", "beta": "β", "gamma": "γ", "b1": "β1", "b2": "β2", "eps": "ε"}
-# quantity in a vgjax.scratch record -> (row label, how it is computed)
+# quantity in a vgjax.optim.scratch record -> (row label, how it is computed)
 QUANTITIES = {
     "W": ("W", "point before the step"),
     "dW": ("dW", "∇f(W) = (0.2·w1, 4·w2)"),

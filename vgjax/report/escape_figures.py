@@ -2,8 +2,8 @@
 (a panel per batch size, colour = depth, line style = init std) and the escape against the
 mean-field prediction at initialisation.
 
-Drawn from the rows :mod:`vgjax.escape` computes, with matplotlib's object API on the Agg canvas
-(:func:`vgjax.plots.new_figure`: Figure objects, no pyplot state), written atomically.
+Drawn from the rows :mod:`vgjax.analysis.escape` computes, with matplotlib's object API on the Agg canvas
+(:func:`vgjax.report.plots.new_figure`: Figure objects, no pyplot state), written atomically.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from matplotlib import colormaps
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
-from vgjax.plots import new_figure, save_figure
+from vgjax.report.plots import new_figure, save_figure
 
 LINE_STYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

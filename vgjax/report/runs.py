@@ -5,7 +5,7 @@ directories under ``RUNS_DIR``: one table row per method, computed from its ``hi
 and one paragraph per method comparing it with ``baseline_7``, generated from the same numbers.
 When ``RUNS_DIR`` was written by ``experiments.suite``, the report also states the suite's wall
 time, the sum of its methods' wall times and the ratio of the two (the parallel speed-up).
-A sweep directory's report is :mod:`vgjax.sweep_report`'s.
+A sweep directory's report is :mod:`vgjax.report.sweep`'s.
 
 Table columns: status; epochs run; final and best validation accuracy; final training loss; the
 first epoch at which validation accuracy reached 0.8 (or "never"); the first-layer gradient norm
@@ -21,13 +21,13 @@ import statistics
 from pathlib import Path
 
 from vgjax.config import fields as config_fields
-from vgjax.jobs import SUITE_FILE, previous_entries
+from vgjax.run.jobs import SUITE_FILE, previous_entries
 from vgjax.methods import METHODS, get_config
-from vgjax.plots import load_run, plot_comparison
-from vgjax.runlog import FIGURES_DIR, atomic_write_text, best_epoch, find_run_dirs, read_json
+from vgjax.report.plots import load_run, plot_comparison
+from vgjax.run.rundir import FIGURES_DIR, atomic_write_text, best_epoch, find_run_dirs, read_json
 from vgjax.runtime import device_text
 from vgjax.sweep import describe
-from vgjax.sweep_report import mean_std
+from vgjax.report.sweep import mean_std
 
 TARGET_ACCURACY = 0.8
 REFERENCE = "baseline_7"

@@ -1,7 +1,7 @@
 """Figures of the study, drawn from SAVED FILES only (no training code here).
 
 A run directory holds ``config.json``, ``history.jsonl`` (or ``history.csv``), ``summary.json``
-and, with diagnostics on, ``histograms/epoch_XXXX.npz`` (:mod:`vgjax.diagnostics`). From those:
+and, with diagnostics on, ``histograms/epoch_XXXX.npz`` (:mod:`vgjax.train.diagnostics`). From those:
 
 - ``curves.png``: train/val loss and accuracy per epoch (stage boundaries of staged runs dashed);
 - ``grad_flow_heatmap.png``: layer x epoch heat map of ``grad_norm/<layer>`` (log colour scale);
@@ -41,7 +41,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from vgjax.runlog import FIGURES_DIR, RunDir, atomic_write_bytes, number, signals_deferred
+from vgjax.run.rundir import FIGURES_DIR, RunDir, atomic_write_bytes, number, signals_deferred
 
 DPI = 110
 
@@ -298,7 +298,7 @@ def plot_layer_diagnostics(run: RunFiles, out_dir: str | Path | None = None) -> 
 
 
 def read_histogram_files(paths: Iterable[Path]) -> list[dict]:
-    from vgjax.diagnostics import load_histograms  # here: vgjax.diagnostics imports jax, the figures need not
+    from vgjax.train.diagnostics import load_histograms  # here: vgjax.train.diagnostics imports jax, the figures need not
 
     return [load_histograms(p) for p in paths]
 

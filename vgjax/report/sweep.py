@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vgjax.figures import draw_curves, plot_pivot
-from vgjax.runlog import atomic_write_text, read_json
+from vgjax.report.figures import draw_curves, plot_pivot
+from vgjax.run.rundir import atomic_write_text, read_json
 from vgjax.runtime import device_text
-from vgjax.sweep_files import read_metrics
-from vgjax.sweep_settings import pivot, value_text
+from vgjax.sweep.files import read_metrics
+from vgjax.sweep.settings import pivot, value_text
 
 # A setting "learns" when most seeds left the plateau and the mean final accuracy is well above
 # chance; "chance" when no seed left it; anything else is "partly" (some seeds escaped).

@@ -13,10 +13,10 @@ import numpy as np
 
 from vgjax import sweep
 from vgjax.config import Config
-from vgjax.figures import draw_curves
-from vgjax.runlog import atomic_write_json, atomic_write_text, history_csv
-from vgjax.stages import run_table
-from vgjax.sweep_settings import DISCRETE
+from vgjax.report.figures import draw_curves
+from vgjax.run.rundir import atomic_write_json, atomic_write_text, history_csv
+from vgjax.train.stages import run_table
+from vgjax.sweep.settings import DISCRETE
 
 
 def stage_rows(results: list) -> np.ndarray | None:

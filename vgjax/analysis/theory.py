@@ -70,7 +70,7 @@ _TRUNC_STD = 0.87962566103423978  # std of a standard normal truncated to [-2, 2
 
 
 # --------------------------------------------------------------------------------------------
-# Activations in float64 numpy, mirroring vgjax.layers.ACTIVATIONS
+# Activations in float64 numpy, mirroring vgjax.nn.layers.ACTIVATIONS
 
 
 def _sig(h):
@@ -320,7 +320,7 @@ def layer_fans(depth: int, width: int | Sequence[int], input_dim: int = INPUT_DI
 
 
 def equivalent_std(init: str, fan_in: int, fan_out: int, std: float = 0.05, scale: float = 1.0) -> float:
-    """The std of i.i.d. zero-mean entries that a named initialiser (vgjax.inits) amounts to."""
+    """The std of i.i.d. zero-mean entries that a named initialiser (vgjax.nn.inits) amounts to."""
     table = {
         "random_normal": std,
         "truncated_normal": std * _TRUNC_STD,
@@ -382,7 +382,7 @@ class Net:
         if config.output_init == "hidden":  # vgjax.config.OUTPUT_INIT_HIDDEN (this module imports no jax)
             return net
         # the output layer has its own initializer (Keras' Glorot-uniform by default), with
-        # Keras' default arguments as vgjax.models.build_model gives it
+        # Keras' default arguments as vgjax.nn.models.build_model gives it
         fan_in, fan_out = layer_fans(config.depth, config.width)[-1]
         out_std = equivalent_std(config.output_init, fan_in, fan_out, 0.05, 1.0)
         return dataclasses.replace(net, stds=net.stds[:-1] + (out_std,))

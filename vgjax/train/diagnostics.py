@@ -42,7 +42,7 @@ on edges shared by all layers so that the layers can be compared on one axis.
 (:func:`probe_batch`). It never changes during a run, so the saturation curves are comparable
 from epoch to epoch.
 
-Integration (what ``experiments.run`` / :func:`vgjax.runner.train_and_evaluate` call)::
+Integration (what ``experiments.run`` / :func:`vgjax.run.runner.train_and_evaluate` call)::
 
     probe_x, probe_y = diagnostics.probe_batch(arrays)            # first 512 test examples
     diag_fn, diag_hooks = diagnostics.hooks_for(config, run_dir, probe_x, probe_y, total_epochs)
@@ -59,8 +59,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgjax.hooks import Hook
-from vgjax.runlog import RunDir, atomic_write_bytes
+from vgjax.train.hooks import Hook
+from vgjax.run.rundir import RunDir, atomic_write_bytes
 
 PROBE_SIZE = 512
 SATURATION_THRESHOLD = 0.1  # derivative below this fraction of its maximum counts as saturated

@@ -1,6 +1,6 @@
 """The hook interface of training: one base class whose methods are all no-ops.
 
-:func:`vgjax.runner.run` calls, on every hook it is given:
+:func:`vgjax.run.runner.run` calls, on every hook it is given:
 
 1. ``replay(history)`` once, when resuming, with the history rows kept from before;
 2. per stage, ``on_stage_start(state, engine, stage, epochs_before)`` before its first epoch
@@ -9,8 +9,8 @@
 4. ``finalize(state) -> (state, info)`` once at the end: it may replace the final state
    (restore-best) and ``info`` is added to summary.json.
 
-:func:`vgjax.train.fit` calls only ``on_epoch_end``. Early stopping and the best-epoch checkpoint
-(:mod:`vgjax.callbacks`) and the histograms (:mod:`vgjax.diagnostics`) are hooks; a plain function
+:func:`vgjax.train.engine.fit` calls only ``on_epoch_end``. Early stopping and the best-epoch checkpoint
+(:mod:`vgjax.run.callbacks`) and the histograms (:mod:`vgjax.train.diagnostics`) are hooks; a plain function
 ``f(record, state, engine) -> stop?`` becomes one through :func:`as_hook`.
 """
 

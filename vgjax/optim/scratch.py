@@ -25,7 +25,7 @@ Relations to the optax built-ins (optax 0.2.8, read in its source; each is a tes
   setting). ``optax.sgd(α, momentum=β)`` itself takes steps 1/(1−β) times larger (2× for β = 0.5).
 - ``optax.rmsprop(α, decay=γ, eps=ε)`` computes ``g * rsqrt(nu + eps)`` by default
   (``eps_in_sqrt=True``): ε inside the square root, exactly the study's form, so it is
-  ``scratch_rmsprop(α, γ, ε)``, and Keras' placement too (:mod:`vgjax.optim`'s ``rmsprop``).
+  ``scratch_rmsprop(α, γ, ε)``, and Keras' placement too (:mod:`vgjax.optim.registry`'s ``rmsprop``).
   ``eps_in_sqrt=False`` divides by sqrt(S) + ε instead.
 - ``optax.adam(α, b1, b2, eps=ε)`` (``eps_root=0``) is ``scratch_adam(α, b1, b2, ε)``: ε outside
   the square root of the bias-corrected Ŝ.

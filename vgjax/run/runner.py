@@ -1,10 +1,10 @@
 """A whole run into its run directory: stages, checkpoints, resume, history, summary.
 
 A plain run is a single stage that trains every layer; "train some layers" (``config.stages``)
-is a table of stages (:mod:`vgjax.stages`). Epochs are counted globally across stages: the
+is a table of stages (:mod:`vgjax.train.stages`). Epochs are counted globally across stages: the
 checkpoint number is the number of finished epochs, so ``resume`` finds the stage and epoch to
 continue from, restores the exact state, truncates the history to match, and carries on. Every
-key is derived from the seed, the stage and the epoch (:mod:`vgjax.keys`), so a resumed run ends
+key is derived from the seed, the stage and the epoch (:mod:`vgjax.train.keys`), so a resumed run ends
 bit-for-bit where an uninterrupted one would (CPU).
 """
 
@@ -16,17 +16,19 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
-from vgjax import callbacks, diagnostics, keys, plots
-from vgjax import stages as stages_lib
-from vgjax.checkpoint import CheckpointDamaged, Checkpoints
+from vgjax.run import callbacks
+from vgjax.train import diagnostics, keys
+from vgjax.report import plots
+from vgjax.train import stages as stages_lib
+from vgjax.run.checkpoint import CheckpointDamaged, Checkpoints
 from vgjax.config import Config
-from vgjax.hooks import Hook, as_hook
-from vgjax.models import build_model, init_variables
-from vgjax.optim import make_optimizer
-from vgjax.runlog import RunDir, best_epoch, read_json
-from vgjax.train import DeviceData, Engine, TrainState, create_train_state, fit, make_engine
+from vgjax.train.hooks import Hook, as_hook
+from vgjax.nn.models import build_model, init_variables
+from vgjax.optim.registry import make_optimizer
+from vgjax.run.rundir import RunDir, best_epoch, read_json
+from vgjax.train.engine import DeviceData, Engine, TrainState, create_train_state, fit, make_engine
 
-# A run's hooks: vgjax.hooks.Hook instances, or plain functions f(record, state, engine) -> stop?
+# A run's hooks: vgjax.train.hooks.Hook instances, or plain functions f(record, state, engine) -> stop?
 EpochHook = Hook | Callable[[dict, TrainState, Engine], "bool | None"]
 
 
@@ -271,7 +273,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, arrays, *, hooks: It
 
     The Python entry point behind ``python -m experiments.run`` (which adds the progress display
     and the one-line error handling): writes config.json, history, summary and checkpoints, adds
-    the config's best-model checkpoint and early stopping (:func:`vgjax.callbacks.hooks_for`) and,
+    the config's best-model checkpoint and early stopping (:func:`vgjax.run.callbacks.hooks_for`) and,
     when ``config.diagnostics`` is on, the per-layer diagnostics, and draws the run's figures at the end.
     """
     run_dir = RunDir(workdir)
