@@ -169,6 +169,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from vgjax import data, runtime
     from vgjax.run import rundir as runlog
+    from vgjax import files
     runtime.pin_cpu_threads(1)
     arrays = data.load()
     device = runtime.device_text(runtime.device_description())
@@ -184,8 +185,8 @@ def main(argv=None) -> int:
         text, record = eval_batch(list(range(args.seeds or 2)), args.epochs, arrays, device)
         name = "eval_batch"
     (out / name).mkdir(exist_ok=True)
-    runlog.atomic_write_json(out / name / "metrics.json", record)
-    runlog.atomic_write_text(out / name / "report.md", text)
+    files.atomic_write_json(out / name / "metrics.json", record)
+    files.atomic_write_text(out / name / "report.md", text)
     print(text)
     return 0
 

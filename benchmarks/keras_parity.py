@@ -148,6 +148,7 @@ def main(argv=None) -> int:
         return 0
     from vgjax import data, runtime
     from vgjax.run import rundir as runlog
+    from vgjax import files
 
     runtime.pin_cpu_threads(1)  # one core for each framework's kernels: both sides alike
     import tensorflow as tf
@@ -169,10 +170,10 @@ def main(argv=None) -> int:
         print(f"{method}: {time.perf_counter() - t:.0f} s", flush=True)
         wall = time.perf_counter() - t0
         text = report(results, sorted({1, args.epochs}), args.seeds, device, wall, bool(previous))
-        runlog.atomic_write_json(out / "metrics.json", {"seeds": args.seeds, "epochs": args.epochs,
+        files.atomic_write_json(out / "metrics.json", {"seeds": args.seeds, "epochs": args.epochs,
                                                         "wall_time_s": wall, "device": device, "runs": raw,
                                                         "vgjax_reused": bool(previous)})
-        runlog.atomic_write_text(out / "report.md", text)  # after every method: a partial run keeps its rows
+        files.atomic_write_text(out / "report.md", text)  # after every method: a partial run keeps its rows
     print(report(results, sorted({1, args.epochs}), args.seeds, device, time.perf_counter() - t0, bool(previous)))
     return 0
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vgjax.sweep import seeds as seed_suite
 from vgjax import sweep
-from vgjax.run.rundir import atomic_write_text, read_json  # noqa: E402
+from vgjax.files import atomic_write_text, read_json
 from vgjax.runtime import device_text  # noqa: E402
 
 

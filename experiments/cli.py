@@ -13,7 +13,7 @@ from typing import NoReturn
 
 from experiments.tooling import HelpFormatter, help_or_run, lazy, protocol_default, version_line  # noqa: F401
 from vgjax import config as config_mod
-from vgjax.faults import InterruptOnce, interrupts_once, no_space, write_failure, written_path  # noqa: F401
+from vgjax.faults import InterruptOnce, interrupts_once, no_space, one_line, write_failure, written_path  # noqa: F401
 from vgjax.train.hooks import Hook
 
 data = lazy("vgjax.data")  # numpy and the loader: loaded when first used
@@ -71,12 +71,6 @@ def one_line_warnings() -> None:
     # say what matters (vgjax.run.checkpoint raises a failed save again in the caller's thread)
     from absl import logging as absl_logging  # installed with orbax
     absl_logging.set_verbosity(absl_logging.FATAL)
-
-
-def one_line(e: BaseException) -> str:
-    """An exception as a short phrase for a one-line error message."""
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0][:300]}" if lines else type(e).__name__
 
 
 def sigterm_as_interrupt() -> None:

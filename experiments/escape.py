@@ -159,7 +159,8 @@ def predict(args) -> int:
         predicted = escape.theory_rows(settings, np.asarray(arrays.x_train), np.asarray(arrays.y_train))
     except (OSError, ValueError) as e:
         cli.fail(cli.one_line(e))
-    from vgjax.run.rundir import atomic_write_text, history_csv
+    from vgjax.run.rundir import history_csv
+    from vgjax.files import atomic_write_text
 
     atomic_write_text(out, history_csv(escape.predictions(law, boot, settings, predicted, args.made)))
     print(out)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from experiments import cli
 from vgjax.run import rundir as runlog
+from vgjax import files
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
 plots = cli.lazy("vgjax.report.plots")
@@ -38,7 +39,7 @@ def is_run(p: Path) -> bool:
     if rd.marker_path.is_file():
         return True
     try:
-        config = runlog.read_json(rd.config_path)
+        config = files.read_json(rd.config_path)
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and "method" in config and rd.is_vgjax_run()

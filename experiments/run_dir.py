@@ -11,7 +11,8 @@ from experiments import cli
 from vgjax import owned
 from vgjax.run import lock as runlock
 from vgjax.config import Config
-from vgjax.run.rundir import MARKER_NAME, RUN_ENTRIES, RunDir, read_json
+from vgjax.run.rundir import MARKER_NAME, RUN_ENTRIES, RunDir
+from vgjax.files import read_json
 from vgjax.train.stages import run_table
 
 

@@ -36,11 +36,13 @@ from experiments import cli
 from vgjax import owned
 from vgjax.config import Config
 from vgjax.methods import METHODS, get_config, method_names
-from vgjax.run.rundir import RunDir, atomic_write_json
+from vgjax.run.rundir import RunDir
+from vgjax.files import atomic_write_json
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
-suite_seeds, jobs_lib = cli.lazy("experiments.suite_seeds"), cli.lazy("vgjax.run.jobs")
-callbacks, stages, report_lib = cli.lazy("vgjax.run.callbacks"), cli.lazy("vgjax.train.stages"), cli.lazy("vgjax.report.runs")
+suite_seeds, jobs_lib, shown, callbacks, stages, report_lib = map(cli.lazy, (
+    "experiments.suite_seeds", "vgjax.run.jobs", "experiments.progress", "vgjax.run.callbacks", "vgjax.train.stages",
+    "vgjax.report.runs"))
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_EPOCHS = 300  # the seed protocol's epochs (and the staged schedule's last stage)
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         for job in jobs:
             job.call = run_cli.main
     cli.sigterm_as_interrupt()
-    progress = jobs_lib.Progress(jobs, live=not in_process)
+    progress = shown.JobsProgress(jobs, live=not in_process)
     t0 = time.perf_counter()
     completed = jobs_lib.run_jobs(jobs, workers, args.poll, progress, ROOT)
     wall = time.perf_counter() - t0

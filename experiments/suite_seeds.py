@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from experiments import cli
+from experiments import cli, progress as shown
 from experiments.sweep import choose_workers
 from vgjax import owned, runtime, sweep
 from vgjax.run import lock as runlock
@@ -20,7 +20,7 @@ from vgjax.sweep import seeds as seed_suite
 from vgjax.config import ConfigError
 from vgjax.config import fields as config_fields
 from vgjax.methods import get_config
-from vgjax.run.rundir import atomic_write_json, read_json
+from vgjax.files import atomic_write_json, read_json
 
 DEFAULT_OUT = Path("runs") / "seeds"
 # suite flags that belong to the one-run-per-method suite only
@@ -109,7 +109,7 @@ def train_all(programs, out: Path, arrays, workers: int, args) -> None:
         sweep.ChunkStore(out / p.name).remove()  # left when a kill came between its summary and their removal
     warn = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     done = [seed_suite.finished_chunks(out, p, warn) for p in todo]
-    progress = sweep.SweepProgress(max(sum(seed_suite.remaining_cost(p, d) for p, d in zip(todo, done)), 1))
+    progress = shown.SweepProgress(max(sum(seed_suite.remaining_cost(p, d) for p, d in zip(todo, done)), 1))
     try:
         for i, (p, d) in enumerate(zip(todo, done)):
             progress.start_group(f"[{i + 1}/{len(todo)}] {p.name}", p.steps)

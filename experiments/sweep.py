@@ -27,10 +27,11 @@ from vgjax import runtime
 from vgjax.config import ConfigError
 from vgjax.config import fields as config_fields
 from vgjax.methods import get_config
-from vgjax.run.rundir import atomic_write_json
+from vgjax.files import atomic_write_json
 from vgjax.sweep.settings import DISCRETE, SETTING_COLUMNS, label_of
 
-sweep, sweep_files, callbacks = (cli.lazy(f"vgjax.{m}") for m in ("sweep", "sweep.files", "run.callbacks"))  # on first use
+sweep, sweep_files, callbacks, displays = map(cli.lazy, ("vgjax.sweep", "vgjax.sweep.files", "vgjax.run.callbacks",
+                                                       "experiments.progress"))  # loaded on first use
 
 # Config fields swept, set by the sweep's own flags, or meaningless in a sweep; every other model,
 # optimizer and protocol field has a single-valued flag
@@ -157,7 +158,7 @@ def train_programs(specs: list, arrays, epochs: int, store: sweep.ChunkStore, wo
             print(f"chunk {name} is damaged; it is trained again", file=sys.stderr)
         done.append(finished)
     total = sum(len(s.seeds) * len(s.settings()) for s in specs) * epochs
-    shown = sweep.SweepProgress if writer else sweep.hosts.SilentProgress
+    shown = displays.SweepProgress if writer else sweep.hosts.SilentProgress
     progress = shown(total - epochs * sum(b - a for d in done for a, b in d))
     results = []
     try:

@@ -24,7 +24,7 @@ import time
 
 from experiments import cli
 from vgjax import runtime
-from vgjax.run.rundir import atomic_write_json
+from vgjax.files import atomic_write_json
 
 jax, sweep = cli.lazy("jax"), cli.lazy("vgjax.sweep")  # loaded when first used (--help answers without them)
 

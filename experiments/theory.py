@@ -31,7 +31,7 @@ from vgjax import runtime
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
 figures, tc = cli.lazy("vgjax.report.figures"), cli.lazy("vgjax.analysis.theory_check")
-from vgjax.run.rundir import atomic_write_json, atomic_write_text
+from vgjax.files import atomic_write_json, atomic_write_text
 
 
 def build_parser() -> cli.Parser:

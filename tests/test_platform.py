@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from experiments import suite
+from experiments.progress import JobsProgress
 from tests.conftest import synthetic
 from vgjax.run import callbacks, jobs
 from vgjax import runtime
@@ -133,7 +134,7 @@ def test_an_interrupted_in_process_run_stops_the_suite(tmp_path):
 
     todo = [jobs.Job(m, tmp_path / m, [sys.executable, "-m", "experiments.run", "--method", m], "run",
                      tmp_path / f"{m}.log", (0, 130), call=fake_run) for m in ("a", "b")]
-    assert jobs.run_jobs(todo, 1, 0.0, jobs.Progress(todo, live=False), tmp_path) is False
+    assert jobs.run_jobs(todo, 1, 0.0, JobsProgress(todo, live=False), tmp_path) is False
     assert calls == [["--method", "a"]]  # b never started
     assert todo[0].exit_code == 130 and todo[1].status == "queued"
 

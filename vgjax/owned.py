@@ -20,10 +20,11 @@ Run directories from before the manifest hold only the marker ``.vgjax-run``: it
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Iterable
+
+from vgjax.files import atomic_write_text
 
 MANIFEST = ".vgjax-owned.json"
 RUN_MARKER = ".vgjax-run"  # a run directory's marker (vgjax.run.rundir.MARKER_NAME)
@@ -90,17 +91,10 @@ def write_problem(path: str | Path, kind: str, names: Iterable[str], what: str) 
 
 
 def _save(path: Path, entries: dict[str, str]) -> None:
-    # written whole or not at all (a temporary file, then os.replace); vgjax.run.rundir uses this
-    # module, so its own atomic writer is not imported here
-    text = json.dumps({"entries": dict(sorted(entries.items())),
-                       "rule": "vgjax removes or replaces only the entries listed here "
-                               "(docs/design.md, 'What a command may delete')"}, indent=2) + "\n"
-    tmp = path / (MANIFEST + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path / MANIFEST)
+    atomic_write_text(path / MANIFEST, json.dumps(
+        {"entries": dict(sorted(entries.items())),
+         "rule": "vgjax removes or replaces only the entries listed here (docs/design.md, 'What a command may delete')"},
+        indent=2) + "\n")
 
 
 def claim(path: str | Path, kind: str, names: Iterable[str]) -> None:

@@ -23,7 +23,8 @@ from scipy import stats
 from vgjax.report import escape_figures
 from vgjax.analysis import theory
 from vgjax.methods import get_config
-from vgjax.run.rundir import atomic_write_text, history_csv, read_json
+from vgjax.run.rundir import history_csv
+from vgjax.files import atomic_write_text, read_json
 from vgjax.runtime import device_text
 from vgjax.sweep.stats import PLATEAU_ACCURACY, first_epoch, summarize
 from vgjax.sweep.files import finished_part, read_metrics

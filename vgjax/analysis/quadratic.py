@@ -19,7 +19,7 @@ from rich.table import Table
 
 from vgjax.optim import scratch
 from vgjax.report.figures import contour_png
-from vgjax.run.rundir import atomic_write_bytes
+from vgjax.files import atomic_write_bytes
 
 DETAIL_EPOCHS = 2
 

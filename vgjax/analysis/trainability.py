@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from vgjax.analysis import theory
-from vgjax.run.rundir import atomic_write_text, history_csv
+from vgjax.run.rundir import history_csv
+from vgjax.files import atomic_write_text
 from vgjax.runtime import device_text
 from vgjax.sweep.settings import value_text
 

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from vgjax.optim import scratch
 from vgjax.analysis import theory
 from vgjax.report.plots import new_figure, run_colors, save_figure
-from vgjax.run.rundir import atomic_write_bytes
+from vgjax.files import atomic_write_bytes
 from vgjax.sweep.settings import legend_columns, pivot, value_text
 from vgjax.analysis.theory_check import ACTIVATIONS, CHI_ACTIVATIONS, critical
 

@@ -41,7 +41,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from vgjax.run.rundir import FIGURES_DIR, RunDir, atomic_write_bytes, number, signals_deferred
+from vgjax.run.rundir import FIGURES_DIR, RunDir, number
+from vgjax.files import atomic_write_bytes, signals_deferred
 
 DPI = 110
 

@@ -24,7 +24,8 @@ from vgjax.config import fields as config_fields
 from vgjax.run.jobs import SUITE_FILE, previous_entries
 from vgjax.methods import METHODS, get_config
 from vgjax.report.plots import load_run, plot_comparison
-from vgjax.run.rundir import FIGURES_DIR, atomic_write_text, best_epoch, find_run_dirs, read_json
+from vgjax.run.rundir import FIGURES_DIR, best_epoch, find_run_dirs
+from vgjax.files import atomic_write_text, read_json
 from vgjax.runtime import device_text
 from vgjax.sweep import describe
 from vgjax.report.sweep import mean_std

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vgjax.report.figures import draw_curves, plot_pivot
-from vgjax.run.rundir import atomic_write_text, read_json
+from vgjax.files import atomic_write_text, read_json
 from vgjax.runtime import device_text
 from vgjax.sweep.files import read_metrics
 from vgjax.sweep.settings import pivot, value_text

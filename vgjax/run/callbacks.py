@@ -22,7 +22,8 @@ from vgjax.run.checkpoint import Checkpoints
 from vgjax.config import ConfigError
 from vgjax.train.diagnostics import kernels, probe_kernel_grads
 from vgjax.train.hooks import Hook
-from vgjax.run.rundir import BEST_FILE, INT_COLUMNS, TENSORBOARD_DIR, atomic_write_json
+from vgjax.run.rundir import BEST_FILE, INT_COLUMNS, TENSORBOARD_DIR
+from vgjax.files import atomic_write_json
 
 
 def _mode_for(monitor: str, mode: str) -> str:

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import jax
 import orbax.checkpoint as ocp
 
-from vgjax.run.rundir import atomic_write_json, signals_deferred
+from vgjax.files import atomic_write_json, signals_deferred
 
 
 def _abstract(tree: Any) -> Any:

@@ -1,11 +1,12 @@
-"""Training runs as child processes: the suite's jobs, their progress view and its record.
+"""Training runs as child processes: the suite's jobs, their scheduling and their record.
 
 A :class:`Job` is one ``python -m experiments.run`` process writing one run directory (or, on a
 GPU or TPU, the same run called in this process, one after another: :func:`plan_workers`); its log
 goes to a file and its progress (epoch, validation accuracy, time per epoch, ETA) is read from
 the run's history. :func:`run_jobs` runs a list of jobs a few at a time (:mod:`vgjax.run.pool`),
-:class:`Progress` shows them (a live table on a terminal, plain lines otherwise), and
-:func:`suite_record` is what ``suite.json`` holds.
+reporting to a progress object (``update()`` and ``event(job, "start"|"end")``; the command line's
+:class:`experiments.progress.JobsProgress` draws it), and :func:`suite_record` is what ``suite.json``
+holds. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -18,20 +19,17 @@ import os
 import shlex
 import statistics
 import subprocess
-import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Callable
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from vgjax.run import pool
 from vgjax import runtime
 from vgjax.train import stages
-from vgjax.run.rundir import DONE_STATUSES, RunDir, read_json
+from vgjax.run.rundir import DONE_STATUSES, RunDir
+from vgjax.files import read_json
 
 SUITE_FILE = "suite.json"  # in the directory of the suite's run directories
 LOGS_DIR = "logs"  # the jobs' logs, beside the run directories
@@ -236,68 +234,6 @@ def fmt_s(s: float | None) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
-class Progress:
-    """A rich Live table on a terminal, one plain line per event otherwise."""
-
-    def __init__(self, jobs: list[Job], plain_every: float = 30.0, live: bool = True):
-        self.jobs, self.plain_every = jobs, plain_every
-        self.console = Console(stderr=True)
-        self.t0 = time.perf_counter()
-        self.live = None
-        if live and self.console.is_terminal:
-            self.live = Live(self.table(), console=self.console, refresh_per_second=2, transient=False)
-            self.live.start()
-        for j in jobs:
-            if j.action == "skip":
-                self.line(f"[suite] skip {j.method}: already {j.status}")
-
-    def table(self) -> Table:
-        done = sum(j.status not in ("queued", "running") for j in self.jobs)
-        t = Table(title=f"suite: {done}/{len(self.jobs)} methods done, elapsed {fmt_s(time.perf_counter() - self.t0)}")
-        for col in ("method", "status", "epoch", "val acc", "s/epoch", "ETA", "wall"):
-            t.add_column(col, justify="left" if col in ("method", "status") else "right")
-        for j in self.jobs:
-            epoch = f"{j.epoch}/{j.planned}" if j.planned else (str(j.epoch) if j.epoch else "–")
-            style = {"failed": "red", "diverged": "red", "finished": "green", "running": "bold"}.get(j.status, "")
-            t.add_row(j.method, f"[{style}]{j.status}[/]" if style else j.status, epoch,
-                      f"{j.val_accuracy:.4f}" if isinstance(j.val_accuracy, float) else "–",
-                      f"{j.sec_per_epoch:.2f}" if j.sec_per_epoch else "–", fmt_s(j.eta_s), fmt_s(j.wall_time_s))
-        return t
-
-    def line(self, text: str) -> None:
-        if self.live is not None:
-            self.live.console.print(text, markup=False, highlight=False)
-        else:
-            print(text, file=sys.stderr, flush=True)
-
-    def event(self, job: Job, what: str) -> None:
-        if what == "start":
-            self.line(f"[suite] start {job.method}" + (f" ({job.action})" if job.action != "run" else ""))
-        elif what == "end":
-            msg = (f"[suite] {job.method}: {job.status} (exit {job.exit_code}) after {job.epoch} epochs "
-                   f"in {fmt_s(job.wall_time_s)}")
-            if job.status == "failed":
-                msg += f" — {last_error(job)} (log: {job.log})"
-            self.line(msg)
-
-    def update(self) -> None:
-        if self.live is not None:
-            self.live.update(self.table())
-            return
-        now = time.perf_counter()
-        for j in self.jobs:
-            news = j.status == "running" and j.epoch > 0 and j.epoch != j._printed_epoch
-            if news and now - j._printed >= self.plain_every:
-                j._printed, j._printed_epoch = now, j.epoch
-                acc = f" val_acc {j.val_accuracy:.4f}" if isinstance(j.val_accuracy, float) else ""
-                self.line(f"[suite] {j.method} epoch {j.epoch}/{j.planned or '?'}{acc} eta {fmt_s(j.eta_s)}")
-
-    def close(self) -> None:
-        if self.live is not None:
-            self.live.update(self.table())
-            self.live.stop()
-
-
 def summary_table(jobs: list[Job]) -> str:
     head = f"{'method':<18} {'status':<11} {'exit':>4} {'epochs':>8} {'val_acc':>8} {'wall':>9}"
     lines = [head, "-" * len(head)]
@@ -313,9 +249,10 @@ def summary_table(jobs: list[Job]) -> str:
 # the scheduler
 
 
-def run_jobs(jobs: list[Job], workers: int, poll: float, progress: Progress, cwd: Path) -> bool:
-    """Run the jobs in their order, ``workers`` at a time; returns False if interrupted (children
-    get SIGTERM, then SIGKILL after a minute)."""
+def run_jobs(jobs: list[Job], workers: int, poll: float, progress, cwd: Path) -> bool:
+    """Run the jobs in their order, ``workers`` at a time, telling ``progress`` (its ``update()`` every
+    poll, ``event(job, "start"|"end")``); returns False if interrupted (children get SIGTERM, then
+    SIGKILL after a minute)."""
     todo = [j for j in jobs if j.action != "skip"]
     for job in todo:
         job.cwd = cwd

@@ -25,7 +25,8 @@ from vgjax.config import Config
 from vgjax.train.hooks import Hook, as_hook
 from vgjax.nn.models import build_model, init_variables
 from vgjax.optim.registry import make_optimizer
-from vgjax.run.rundir import RunDir, best_epoch, read_json
+from vgjax.run.rundir import RunDir, best_epoch
+from vgjax.files import read_json
 from vgjax.train.engine import DeviceData, Engine, TrainState, create_train_state, fit, make_engine
 
 # A run's hooks: vgjax.train.hooks.Hook instances, or plain functions f(record, state, engine) -> stop?

@@ -14,7 +14,8 @@ import numpy as np
 from vgjax import sweep
 from vgjax.config import Config
 from vgjax.report.figures import draw_curves
-from vgjax.run.rundir import atomic_write_json, atomic_write_text, history_csv
+from vgjax.run.rundir import history_csv
+from vgjax.files import atomic_write_json, atomic_write_text
 from vgjax.train.stages import run_table
 from vgjax.sweep.settings import DISCRETE
 

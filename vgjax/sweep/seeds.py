@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from vgjax import owned, runtime, sweep
 from vgjax.config import Config
-from vgjax.run.rundir import atomic_write_json, atomic_write_text, read_json
+from vgjax.files import atomic_write_json, atomic_write_text, read_json
 from vgjax.sweep.groups import group_methods, group_name, grouped_spec
 from vgjax.sweep.files import flatten, run_records, write_csv, write_outputs
 from vgjax.report.sweep import mean_std

@@ -19,7 +19,7 @@ import numpy as np
 
 from vgjax import owned
 from vgjax.run import lock as runlock
-from vgjax.run.rundir import atomic_write_bytes, atomic_write_json, read_json
+from vgjax.files import atomic_write_bytes, atomic_write_json, read_json
 from vgjax.sweep.grid import METRICS, Members
 
 CHUNKS_DIR = "chunks"

@@ -60,7 +60,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgjax.train.hooks import Hook
-from vgjax.run.rundir import RunDir, atomic_write_bytes
+from vgjax.run.rundir import RunDir
+from vgjax.files import atomic_write_bytes
 
 PROBE_SIZE = 512
 SATURATION_THRESHOLD = 0.1  # derivative below this fraction of its maximum counts as saturated
