@@ -32,12 +32,11 @@ PROTOCOL_EPOCHS = 300
 
 def study_configs(methods: list[str], epochs: int, train_limit: int | None) -> dict:
     from vgjax.methods import get_config
-    from vgjax.sweep import is_staged
 
     configs = {}
     for m in methods:
         c = get_config(m, diagnostics=False, train_limit=train_limit)
-        configs[m] = (c.replace(epochs_scale=epochs / PROTOCOL_EPOCHS) if is_staged(c) else c.replace(epochs=epochs))
+        configs[m] = (c.replace(epochs_scale=epochs / PROTOCOL_EPOCHS) if c.stages is not None else c.replace(epochs=epochs))
     return configs
 
 
@@ -63,7 +62,7 @@ def steps(c) -> int:
 
 def member_epochs(configs: dict, seeds: int) -> float:
     """Member-epochs in units of a batch-32 epoch (steps-weighted)."""
-    from vgjax.sweep import planned_epochs
+    from vgjax.train.stages import planned_epochs
 
     return sum(seeds * planned_epochs(c) * steps(c) for c in configs.values()) / max(
         steps(c.replace(batch_size=32)) for c in configs.values())
@@ -195,7 +194,7 @@ def main() -> None:
 
 
 def sweep_programs(configs: dict, seeds) -> list:
-    from vgjax.sweep import seeds
+    from vgjax.sweep import seeds as seed_suite
 
     return seed_suite.plan_programs(configs, seeds) if configs else []
 

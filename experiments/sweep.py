@@ -30,8 +30,8 @@ from vgjax.methods import get_config
 from vgjax.files import atomic_write_json
 from vgjax.sweep.settings import DISCRETE, SETTING_COLUMNS, label_of
 
-sweep, sweep_files, callbacks, displays = map(cli.lazy, ("vgjax.sweep", "vgjax.sweep.files", "vgjax.run.callbacks",
-                                                       "experiments.progress"))  # loaded on first use
+sweep, sweep_files, callbacks, displays, stages = map(cli.lazy, (  # loaded on first use
+    "vgjax.sweep", "vgjax.sweep.files", "vgjax.run.callbacks", "experiments.progress", "vgjax.train.stages"))
 
 # Config fields swept, set by the sweep's own flags, or meaningless in a sweep; every other model,
 # optimizer and protocol field has a single-valued flag
@@ -116,7 +116,7 @@ def build_specs(args: argparse.Namespace) -> list:
 
 def common_epochs(specs: list) -> int:
     """The epochs every program trains (a staged one: its stage table's); they must agree."""
-    epochs = {s.config.method: sweep.planned_epochs(s.config) for s in specs}
+    epochs = {s.config.method: stages.planned_epochs(s.config) for s in specs}
     if len(set(epochs.values())) > 1:
         cli.fail("the sweep's programs must train the same number of epochs, got "
                  + ", ".join(f"{m}: {e}" for m, e in epochs.items()))

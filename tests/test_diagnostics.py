@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import synthetic
 from vgjax.train import diagnostics as D
+from vgjax.train.stages import run_table
 from vgjax.run import runner
 from vgjax.config import Config
 from vgjax.nn.models import build_model
@@ -44,7 +45,7 @@ def tiny_run(path, config, data, probe_n=16):
     rd = RunDir(path)
     rd.create(config.to_dict())
     probe_x, probe_y = D.probe_batch(data, probe_n)
-    total = runner.stage_table(config).total_epochs
+    total = run_table(config).total_epochs
     fn, hooks = D.hooks_for(config, rd, probe_x, probe_y, total)
     return runner.run(config, rd, data, hooks=hooks, diagnostics=fn)
 

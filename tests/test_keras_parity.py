@@ -34,7 +34,8 @@ from vgjax.methods import get_config  # noqa: E402
 from vgjax import data as data_lib  # noqa: E402
 from vgjax.nn.models import build_model, init_variables  # noqa: E402
 from vgjax.optim.registry import make_optimizer  # noqa: E402
-from vgjax.run.runner import setup_stage, stage_table  # noqa: E402
+from vgjax.run.runner import setup_stage  # noqa: E402
+from vgjax.train.stages import run_table  # noqa: E402
 from vgjax.train.engine import _batches, create_train_state, make_engine, scale_pixels  # noqa: E402
 
 N = 100 * 32 + 17  # 101 minibatches, the last one partial
@@ -148,7 +149,7 @@ def test_staged_runs_match_keras(arrays, norm):
     steps first, so that the moving statistics differ from a batch's own."""
     x_u8, y = arrays
     config = get_config("freeze", norm=norm)
-    table = stage_table(config)
+    table = run_table(config)
     run1, run2, run3 = table.stages[:3]
     assert (run2.stacked, run2.frozen, run3.stacked, run3.frozen) == ((1, 2), (1,), (1, 2), ())
     kr.seed(0)

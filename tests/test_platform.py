@@ -25,7 +25,8 @@ from vgjax.run.checkpoint import MANIFEST, Checkpoints
 from vgjax.config import Config, ConfigError
 from vgjax.train.hooks import Hook
 from vgjax.run.rundir import RunDir
-from vgjax.run.runner import run, setup_stage, stage_table
+from vgjax.run.runner import run, setup_stage
+from vgjax.train.stages import run_table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def test_an_interrupted_in_process_run_stops_the_suite(tmp_path):
 
 
 def lowered_precisions(config: Config) -> set[str]:
-    table = stage_table(config)
+    table = run_table(config)
     setup = setup_stage(config, table, table.stages[0], None)
     x, y = jnp.zeros((32, 784), jnp.uint8), jnp.zeros((32,), jnp.int32)
     found = set()
@@ -184,7 +185,7 @@ def test_precision_is_checked_recorded_and_defaults_for_old_configs(tmp_path):
 
 def small_state():
     cfg = Config(depth=1, width=8, batch_size=16, epochs=3)
-    table = stage_table(cfg)
+    table = run_table(cfg)
     return setup_stage(cfg, table, table.stages[0], None)
 
 
@@ -321,5 +322,5 @@ def test_the_histograms_probe_gradient_gets_the_precision_too():
 
 def small_state_with(precision: str):
     cfg = Config(depth=1, width=8, precision=precision)
-    table = stage_table(cfg)
+    table = run_table(cfg)
     return setup_stage(cfg, table, table.stages[0], None)

@@ -8,7 +8,8 @@ from vgjax.methods import get_config, method_names
 from tests.conftest import synthetic
 from vgjax.nn.models import build_model
 from vgjax.optim.registry import make_optimizer
-from vgjax.run.runner import setup_stage, stage_table
+from vgjax.run.runner import setup_stage
+from vgjax.train.stages import run_table
 from vgjax.train.engine import DeviceData, create_train_state, fit, make_engine
 
 
@@ -28,7 +29,7 @@ def test_every_method_trains_a_step(method):
 
 def test_freeze_method_first_stage_trains_a_step():
     cfg = get_config("freeze", epochs_scale=0.01)
-    table = stage_table(cfg)
+    table = run_table(cfg)
     setup = setup_stage(cfg, table, table.stages[0], None)
     data = synthetic(n=32)
     _, metrics = jax.jit(setup.engine.epoch)(setup.state, data.x_train, data.y_train)

@@ -20,7 +20,8 @@ import pytest
 
 from tests.conftest import synthetic
 from vgjax.config import Config
-from vgjax.run.runner import setup_stage, stage_table
+from vgjax.run.runner import setup_stage
+from vgjax.train.stages import run_table
 
 pytestmark = pytest.mark.fast
 
@@ -64,7 +65,7 @@ def check_output_layer(policy, got, previous, fresh):
 def stages3(request):
     """Stage 1 trained one epoch; stage 2 set up from it and trained one epoch; stage 3 set up."""
     cfg = OUTPUT_POLICIES[request.param](BASE)
-    table = stage_table(cfg)
+    table = run_table(cfg)
     data = synthetic(n=48)
     s1 = setup_stage(cfg, table, table.stages[0], None)
     end1, _ = jax.jit(s1.engine.epoch)(s1.state, data.x_train, data.y_train)

@@ -13,7 +13,8 @@ from vgjax.train.hooks import Hook
 from vgjax.nn.models import build_model, init_variables
 from vgjax.optim.registry import freeze_labels
 from vgjax.run.rundir import RunDir
-from vgjax.run.runner import run, setup_stage, stage_table
+from vgjax.run.runner import run, setup_stage
+from vgjax.train.stages import run_table
 
 from tests.conftest import synthetic
 
@@ -59,7 +60,7 @@ def test_malformed_tables_are_rejected(spec, message):
 
 def test_label_tree_matches_parameter_tree_for_every_stage_with_batchnorm():
     cfg = Config(stages="default", norm="batchnorm", epochs_scale=0.01)
-    table = stage_table(cfg)
+    table = run_table(cfg)
     for stage in table.stages:
         params = init_variables(build_model(cfg.replace(depth=table.stage_depth(stage))),
                                 jax.random.PRNGKey(0))["params"]
@@ -94,7 +95,7 @@ def test_frozen_layers_stay_bit_identical_and_the_rest_move(tmp_path, norm, opti
     cfg = Config(stages="2-1 | 1:2 | 1+2:2:1 | 1+2:2", norm=norm, optimizer=optimizer, lr=0.05,
                  batch_size=16, l2=1e-3, checkpoint_every=0, stage_output=stage_output)
     states, hook, epochs = _collect_states()
-    epochs.update({s.index: s.epochs for s in stage_table(cfg).stages})
+    epochs.update({s.index: s.epochs for s in run_table(cfg).stages})
     rd = RunDir(tmp_path / "run")
     rd.create(cfg.to_dict())
     result = run(cfg, rd, synthetic(n=96), hooks=[hook])
@@ -142,7 +143,7 @@ def test_frozen_layers_stay_bit_identical_and_the_rest_move(tmp_path, norm, opti
 
 def test_stage_checkpoint_restores_the_exact_state(tmp_path):
     cfg = Config(stages="1-1 | 1:1 | 1+2:1:1", optimizer="adam", norm="batchnorm", batch_size=16)
-    table = stage_table(cfg)
+    table = run_table(cfg)
     setup = setup_stage(cfg, table, table.stages[1], None)
     with Checkpoints(tmp_path / "ck") as ck:
         ck.save(5, setup.state)
@@ -170,7 +171,7 @@ def test_every_stage_draws_its_new_hidden_layers_from_the_runs_one_shared_draw()
     rows), not from a draw of the stage's own key. The carried layers are shifted by 1 before each
     stage, so a fresh layer is told apart from a carried one."""
     cfg = Config(stages="default", epochs_scale=0.01, seed=3)
-    table = stage_table(cfg)
+    table = run_table(cfg)
     first = setup_stage(cfg, table, table.stages[0], None).state
     draw = np.asarray(first.params["hidden_2"]["kernel"])
     np.testing.assert_array_equal(np.asarray(first.params["hidden_1"]["kernel"])[:128], draw)

@@ -16,6 +16,7 @@ from vgjax.nn.models import build_model, init_variables
 from vgjax.optim.registry import make_optimizer
 from vgjax.run.rundir import RunDir
 from vgjax.run.runner import load_saved_state, run
+from vgjax.train.stages import run_table
 from vgjax.train.engine import create_train_state, kernel_penalty, make_engine
 
 FAN_IN, FAN_OUT = 400, 300
@@ -160,7 +161,7 @@ def test_best_checkpoint_holds_the_best_epoch_and_reloads_its_metrics(tmp_path):
     cfg2 = Config(depth=2, batch_size=16, epochs=1, init_from=str(rd.path))
     rd2 = RunDir(tmp_path / "r2")
     rd2.create(cfg2.to_dict())
-    from vgjax.run.runner import setup_stage, stage_table
-    table = stage_table(cfg2)
+    from vgjax.run.runner import setup_stage
+    table = run_table(cfg2)
     start = setup_stage(cfg2, table, table.stages[0], None).state
     jax.tree_util.tree_map(np.testing.assert_array_equal, start.params, state.params)

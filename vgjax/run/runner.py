@@ -17,17 +17,15 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from vgjax.run import callbacks
-from vgjax.train import diagnostics, keys
+from vgjax.train import diagnostics, stage_start
 from vgjax.report import plots
 from vgjax.train import stages as stages_lib
 from vgjax.run.checkpoint import CheckpointDamaged, Checkpoints
 from vgjax.config import Config
 from vgjax.train.hooks import Hook, as_hook
-from vgjax.nn.models import build_model, init_variables
-from vgjax.optim.registry import make_optimizer
 from vgjax.run.rundir import RunDir, best_epoch
 from vgjax.files import read_json
-from vgjax.train.engine import DeviceData, Engine, TrainState, create_train_state, fit, make_engine
+from vgjax.train.engine import DeviceData, Engine, TrainState, fit
 
 # A run's hooks: vgjax.train.hooks.Hook instances, or plain functions f(record, state, engine) -> stop?
 EpochHook = Hook | Callable[[dict, TrainState, Engine], "bool | None"]
@@ -41,11 +39,6 @@ class RunResult:
     summary: dict
 
 
-def stage_table(config: Config) -> stages_lib.StageTable:
-    """The run's stages: the configured table, or one stage training all layers."""
-    return stages_lib.run_table(config)
-
-
 @dataclasses.dataclass
 class StageSetup:
     stage: stages_lib.Stage
@@ -55,29 +48,18 @@ class StageSetup:
 
 def setup_stage(config: Config, table: stages_lib.StageTable, stage: stages_lib.Stage,
                 previous: TrainState | None, diagnostics: Callable | None = None) -> StageSetup:
-    """Model, optimizer (fresh state) and train state of one stage, carrying trained layers over.
+    """Model, optimizer (fresh state) and train state of one stage, carrying trained layers over
+    (:mod:`vgjax.train.stage_start`, which the sweeps vmap).
 
     The first stage of a run with ``config.init_from`` starts from that run's saved model (every
     layer whose name and shape match; the others are freshly initialised).
     """
     if previous is None and config.init_from and stage.index == 1:
         previous = load_saved_state(config.init_from)[2]
-    model = build_model(config.replace(depth=table.stage_depth(stage)))
-    staged = config.stages is not None
-    key = keys.stage_key(config.seed, stage.index if staged else None)
-    # staged: every stage's model draws the shared hidden kernels from the seed alone, as the
-    # original's sub-models all share one initializer object
-    shared = keys.shared_init_key(config.seed) if staged else None
-    fresh = init_variables(model, keys.init_key(key), shared)
-    keep_output = config.stage_output == "keep" or config.stages is None
-    params = stages_lib.carry_over(fresh["params"], previous.params if previous else None, keep_output)
-    stats = stages_lib.carry_over(fresh.get("batch_stats", {}), previous.batch_stats if previous else None)
-    frozen = table.frozen_layer_names(stage)
-    tx = make_optimizer(config, params, frozen=[n for n in frozen if n in params])
-    engine = make_engine(config, model, tx, diagnostics=diagnostics,
-                         frozen_stats=tuple(n for n in frozen if n in stats))
-    state = create_train_state(model, tx, key, variables={"params": params, "batch_stats": stats})
-    return StageSetup(stage, engine, state)
+    parts = stage_start.stage_parts(config, table, stage, diagnostics)
+    fresh = stage_start.fresh_variables(parts.engine.model, config.seed, parts.key_stage)
+    state = stage_start.start_member(parts, config.seed, fresh, stage_start.carried(previous))
+    return StageSetup(stage, parts.engine, state)
 
 
 def saved_model_problem(path: str | Path) -> str | None:
@@ -102,7 +84,7 @@ def load_saved_state(path: str | Path, which: str = "best") -> tuple[Config, Eng
     if not rd.exists():
         raise FileNotFoundError(f"{path} is not a run directory (no config.json)")
     config = Config.from_dict(read_json(rd.config_path)).replace(init_from=None)
-    table = stage_table(config)
+    table = stages_lib.run_table(config)
     if which == "best" and rd.best_path.exists():
         directory, step = rd.best_dir, int(read_json(rd.best_path)["epoch"])
     else:
@@ -237,7 +219,7 @@ def run(config: Config, run_dir: RunDir, data: DeviceData, *, resume: bool = Fal
         hooks: Iterable[EpochHook] = (), diagnostics: Callable | None = None,
         summary_extra: dict | None = None) -> RunResult:
     """Train ``config`` into ``run_dir`` (which must already hold config.json)."""
-    table = stage_table(config)
+    table = stages_lib.run_table(config)
     hooks = [as_hook(h) for h in hooks]
     t_start = time.perf_counter()
     extra = dict(summary_extra or {})
@@ -287,7 +269,7 @@ def train_and_evaluate(config: Config, workdir: str | Path, arrays, *, hooks: It
                                  config.train_limit)
     probe_x, probe_y = diagnostics.probe_batch(arrays)
     diag_fn, diag_hooks = diagnostics.hooks_for(config, run_dir, probe_x, probe_y,
-                                                stage_table(config).total_epochs)
+                                                stages_lib.run_table(config).total_epochs)
     extra = {"data_source": getattr(arrays, "source", None), **(summary_extra or {})}
     result = run(config, run_dir, data, resume=resume, hooks=[*hooks, *callbacks.hooks_for(config, run_dir, (probe_x, probe_y)), *diag_hooks],
                  diagnostics=diag_fn, summary_extra=extra)

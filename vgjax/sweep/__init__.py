@@ -34,8 +34,6 @@ _NAMES = {  # public name -> "module:attribute" ("module:" for a submodule)
     'validate_spec': 'vgjax.sweep.grid:validate_spec',
     'Phase': 'vgjax.sweep.phases:Phase',
     'build_phases': 'vgjax.sweep.phases:build_phases',
-    'is_staged': 'vgjax.sweep.phases:is_staged',
-    'planned_epochs': 'vgjax.sweep.phases:planned_epochs',
     'stage_columns': 'vgjax.sweep.phases:stage_columns',
     'CPU_CHUNK': 'vgjax.sweep.plan:CPU_CHUNK',
     'DEFAULT_BUDGET_BYTES': 'vgjax.sweep.plan:DEFAULT_BUDGET_BYTES',

@@ -23,7 +23,7 @@ from vgjax.sweep.settings import DISCRETE
 def stage_rows(results: list) -> np.ndarray | None:
     """Per member and epoch (stage, epoch within it) when any program is staged, else None
     (a plain program's epochs are stage 1)."""
-    if not any(sweep.is_staged(r.spec.config) for r in results):
+    if not any(r.spec.config.stages is not None for r in results):
         return None
     return np.concatenate([np.broadcast_to(sweep.stage_columns(r.spec.config), (len(r.members["seed"]),
                                            r.history["loss"].shape[1], 2)) for r in results])
@@ -33,7 +33,7 @@ def discrete_values(config) -> dict:
     """The discrete values of a program as its settings show them (a staged program's depth is
     its stage table's)."""
     values = {k: getattr(config, k) for k in DISCRETE}
-    if sweep.is_staged(config):
+    if config.stages is not None:
         values["depth"] = run_table(config).depth
     return values
 

@@ -1,9 +1,9 @@
 """A member's training as phases: one compiled program per phase, the states carried from one
 phase to the next. A plain sweep is one phase (init, then every epoch); a staged sweep ("train
 some layers", :mod:`vgjax.train.stages`) is one phase per stage, each with its own model, optimizer
-and vmapped epoch, started from the previous stage's trained weights by the rules of
-:func:`vgjax.run.runner.setup_stage`, so that seed ``k`` is ``experiments.run --seed k`` of the
-staged run (docs/design.md, "Sweeps").
+and vmapped epoch, started from the previous stage's trained weights by the single run's own
+function, vmapped (:mod:`vgjax.train.stage_start`), so that seed ``k`` is ``experiments.run --seed k``
+of the staged run (docs/design.md, "Sweeps").
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from vgjax.train import keys
+from vgjax.train import stage_start
 from vgjax.train import stages as stages_lib
 from vgjax.config import OUTPUT_INIT_HIDDEN, Config
-from vgjax.nn.models import build_model, init_variables
-from vgjax.optim.registry import make_optimizer
+from vgjax.nn.models import build_model
 from vgjax.sweep.grid import STD_SCALED_INITS
 from vgjax.sweep.program import MEMBER_AXIS, SweepProgram, scale_kernels
-from vgjax.train.engine import TrainState, create_train_state, make_engine
+from vgjax.train.engine import TrainState
 
 # (the previous phase's states or None, the chunk's sharded member arrays) -> the phase's states
 StartFn = Callable[[TrainState | None, dict], TrainState]
@@ -39,25 +38,16 @@ class Phase:
     stage: int = 0  # 1-based stage number in a staged sweep; 0 in a plain one
 
 
-def is_staged(config: Config) -> bool:
-    return config.stages is not None
-
-
-def planned_epochs(config: Config) -> int:
-    """Epochs every member trains: the config's, or the stage table's total."""
-    return stages_lib.planned_epochs(config)
-
-
 def build_phases(config: Config, epochs: int | None = None,
                  devices: Sequence[jax.Device] | None = None) -> tuple[Phase, ...]:
     """The phases of ``config`` over ``devices`` (default: all local devices); ``epochs``
     overrides a plain config's (a staged one trains its table). Cached like the programs."""
     devices = tuple(jax.local_devices() if devices is None else devices)
-    if not is_staged(config):
+    if config.stages is None:
         program = SweepProgram.build(config, devices)
         return (Phase(program, config.epochs if epochs is None else epochs, _plain_start(program)),)
-    if epochs is not None and epochs != planned_epochs(config):
-        raise ValueError(f"a staged sweep trains its table's {planned_epochs(config)} epochs, not {epochs}")
+    if epochs is not None and epochs != stages_lib.planned_epochs(config):
+        raise ValueError(f"a staged sweep trains its table's {stages_lib.planned_epochs(config)} epochs, not {epochs}")
     return _staged_phases(config, devices)
 
 
@@ -73,29 +63,14 @@ def _staged_phases(config: Config, devices: tuple[jax.Device, ...]) -> tuple[Pha
 
 
 def _stage_phase(config: Config, table: stages_lib.StageTable, stage: stages_lib.Stage, mesh: Mesh) -> Phase:
-    """One stage as :func:`vgjax.run.runner.setup_stage` builds it, its state made per member."""
-    stage_config = config.replace(depth=table.stage_depth(stage))
-    model = build_model(stage_config)
-    shapes = jax.eval_shape(lambda k: init_variables(model, k, k), jax.random.PRNGKey(0))
-    params, stats = shapes["params"], shapes.get("batch_stats", {})
-    frozen = table.frozen_layer_names(stage)
-    tx = make_optimizer(config, params, frozen=[n for n in frozen if n in params])
-    engine = make_engine(config, model, tx, frozen_stats=tuple(n for n in frozen if n in stats))
-    program = SweepProgram(stage_config, engine, mesh)
-    fresh_variables = _fresh_variables(stage_config, stage.index)
-    keep_output = config.stage_output == "keep"
-
-    def member(seed: jax.Array, fresh: dict, previous: dict | None) -> TrainState:
-        params = stages_lib.carry_over(fresh["params"], previous["params"] if previous else None, keep_output)
-        stats = stages_lib.carry_over(fresh.get("batch_stats", {}), previous["batch_stats"] if previous else None)
-        key = keys.stage_key(seed, stage.index)
-        return create_train_state(model, tx, key, variables={"params": params, "batch_stats": stats})
-
-    init = jax.jit(jax.vmap(member), out_shardings=program.member_sharding)
+    """One stage started per member by :mod:`vgjax.train.stage_start`, as the single run starts it."""
+    parts = stage_start.stage_parts(config, table, stage)
+    program = SweepProgram(parts.config, parts.engine, mesh)
+    fresh_variables = _fresh_variables(parts.config, stage.index)
+    init = jax.jit(jax.vmap(functools.partial(stage_start.start_member, parts)), out_shardings=program.member_sharding)
 
     def start(previous: TrainState | None, hp: dict) -> TrainState:
-        carried = None if previous is None else {"params": previous.params, "batch_stats": previous.batch_stats}
-        return init(hp["seed"], fresh_variables(hp["seed"]), carried)
+        return init(hp["seed"], fresh_variables(hp["seed"]), stage_start.carried(previous))
 
     return Phase(program, stage.epochs, start, stage.index)
 
@@ -108,8 +83,7 @@ def _fresh_variables(config: Config, stage: int) -> Callable[[jax.Array], dict]:
     unit = build_model(config.replace(init_std=1.0) if scaled else config)
 
     def draw(seed: jax.Array) -> dict:
-        key = keys.stage_key(seed, stage)
-        return dict(init_variables(unit, keys.init_key(key), keys.shared_init_key(seed)))
+        return stage_start.fresh_variables(unit, seed, stage)
 
     def scale(variables: dict) -> dict:
         output = config.output_init == OUTPUT_INIT_HIDDEN

@@ -23,7 +23,8 @@ from vgjax.config import OUTPUT_INIT_HIDDEN, Config
 from vgjax.nn.models import build_model, init_variables
 from vgjax.optim.registry import make_base_optimizer
 from vgjax.sweep.grid import AXES, STD_SCALED_INITS, Members
-from vgjax.train.engine import DeviceData, Engine, TrainState, create_train_state, make_engine
+from vgjax.train.engine import DeviceData, Engine, TrainState, make_engine
+from vgjax.train.stage_start import start_state
 
 MEMBER_AXIS = "members"
 
@@ -34,12 +35,8 @@ def sweep_optimizer(config: Config, learning_rate: float | jax.Array) -> optax.G
     ``inject_hyperparams`` stores numeric hyper-parameters in the state at ``init`` and its
     ``update`` reads them from there, so one static transformation serves every member.
     """
-    factory = functools.partial(_base_optimizer, config)
+    factory = functools.partial(make_base_optimizer, config)
     return optax.inject_hyperparams(factory)(learning_rate=learning_rate)
-
-
-def _base_optimizer(config: Config, learning_rate) -> optax.GradientTransformation:
-    return make_base_optimizer(config, learning_rate=learning_rate)
 
 
 def scale_kernels(params: dict, factor: jax.Array | float, output: bool = True) -> dict:
@@ -81,7 +78,7 @@ class SweepProgram:
             output = self.config.output_init == OUTPUT_INIT_HIDDEN
             variables = {**variables, "params": scale_kernels(variables["params"], hp["init_std"], output)}
         tx = sweep_optimizer(self.config, hp["lr"])
-        state = create_train_state(self.engine.model, tx, keys.seed_key(hp["seed"]), variables)
+        state = start_state(self.engine.model, tx, hp["seed"], variables)  # a plain sweep: one stage, nothing carried
         return state.replace(hparams={**state.hparams, "beta": jnp.asarray(hp["beta"], jnp.float32)})
 
     def init_member(self, hp: dict[str, jax.Array]) -> TrainState:

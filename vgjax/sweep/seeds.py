@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from vgjax import owned, runtime, sweep
 from vgjax.config import Config
+from vgjax.train.stages import planned_epochs
 from vgjax.files import atomic_write_json, atomic_write_text, read_json
 from vgjax.sweep.groups import group_methods, group_name, grouped_spec
 from vgjax.sweep.files import flatten, run_records, write_csv, write_outputs
@@ -40,7 +41,7 @@ class Program:
 
     @property
     def epochs(self) -> int:
-        return sweep.planned_epochs(self.spec.config)
+        return planned_epochs(self.spec.config)
 
     @property
     def members(self) -> int:
