@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from experiments import escape as escape_cli
+from experiments import report as report_cli
 from experiments import run_args
 from experiments import suite as suite_cli
 from experiments import sweep as sweep_cli
@@ -132,6 +133,52 @@ def test_escape_report_default_is_inside_the_sweep_and_never_replaces_a_foreign_
     code, _, err = call(escape_cli.main, ["report", sw, "--out", theirs, "--no-theory", "--no-figures"], capsys)
     assert_one_error(code, err, 2, "report.md", "not written by experiments.escape report")
     assert (theirs / "report.md").read_text() == "mine" and owned.present(theirs) == ["report.md"]
+
+
+def test_report_never_replaces_a_report_or_figures_it_did_not_write(finished, copy_of, capsys):
+    runs = copy_of(finished, "runs/baseline_3").parent
+    (runs / "report.md").write_text("my notes")
+    before = snapshot(runs)
+    for extra in ([], ["--no-figures"]):
+        code, _, err = call(report_cli.main, [runs, *extra], capsys)
+        assert_one_error(code, err, 2, "report.md", "not written by experiments.report", "nothing there is replaced")
+        assert snapshot(runs) == before
+    (runs / "report.md").unlink()
+    (runs / "figures").mkdir()
+    (runs / "figures" / "mine.png").write_bytes(b"\x89PNG mine")
+    before = snapshot(runs)
+    code, _, err = call(report_cli.main, [runs], capsys)
+    assert_one_error(code, err, 2, "figures", "not written by experiments.report")
+    assert snapshot(runs) == before
+    code, _, err = call(report_cli.main, [runs, "--no-figures"], capsys)  # writes report.md only
+    assert code == 0, err
+    assert (runs / "figures" / "mine.png").read_bytes() == b"\x89PNG mine"
+    shutil.rmtree(runs / "figures")
+    for _ in range(2):  # a re-run replaces its own report and figures
+        code, _, err = call(report_cli.main, [runs], capsys)
+        assert code == 0, err
+    assert owned.owners(runs) == {"report.md": "report", "figures": "report"}
+    holder = hold_lock(runs)  # a live suite writing there
+    try:
+        before = snapshot(runs)
+        code, _, err = call(report_cli.main, [runs], capsys)
+        assert_one_error(code, err, 2, "in use by a live command", f"pid {holder.pid}")
+        assert snapshot(runs) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_report_of_a_sweep_replaces_only_what_a_manifest_lists(tmp_path, capsys):
+    sw = tmp_path / "seeds"
+    shutil.copytree(ROOT / "docs" / "results" / "seeds", sw)  # a finished sweep, its report committed
+    code, out, err = call(report_cli.main, [sw], capsys)  # the committed manifest: its own report
+    assert code == 0 and Path(out.strip()) == sw / "report.md", err
+    (sw / owned.MANIFEST).unlink()  # a sweep from before the manifest, or someone's copy of one
+    before = snapshot(sw)
+    code, _, err = call(report_cli.main, [sw], capsys)
+    assert_one_error(code, err, 2, "report.md", "sweep_loss.png", "not written by experiments.report")
+    assert snapshot(sw) == before
 
 
 def test_seeds_suite_overwrite_removes_no_folder_it_did_not_write(tmp_path, capsys):
