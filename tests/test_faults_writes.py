@@ -7,6 +7,7 @@ Every refusal is one line, exit status 2, and leaves the directory byte-identica
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -294,6 +295,30 @@ def test_plain_suite_refuses_before_it_creates_anything(tmp_path, capsys):
     code, _, err = call(suite_cli.main, ["--methods", "tanh", "--epochs", "1", "--out", runs, "--overwrite"], capsys)
     assert_one_error(code, err, 2, "tanh", "not a vgjax run")
     assert snapshot(tmp_path) == before
+
+
+def test_a_live_plain_suite_holds_its_directory_and_a_second_one_is_refused(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    held = []
+    monkeypatch.setattr(suite_cli, "run_suite", lambda args, jobs, d: held.append(runlock.read_lock(d)) or 0)
+    code, _, err = call(suite_cli.main, ["--methods", "relu", "--epochs", "1", "--out", runs], capsys)
+    assert code == 0, err
+    assert held[0]["pid"] == os.getpid() and runlock.read_lock(runs) is None  # held while live, released after
+    monkeypatch.undo()
+    holder = hold_lock(runs)  # another live suite
+    try:
+        before = snapshot(tmp_path)
+        for extra in ([], ["--resume"], ["--overwrite"]):
+            code, _, err = call(suite_cli.main, ["--methods", "relu", "--epochs", "1", "--out", runs, *extra], capsys)
+            assert_one_error(code, err, 2, "in use by a live suite", f"pid {holder.pid}")
+        assert snapshot(tmp_path) == before and not (runs / "logs").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    new = tmp_path / "new"  # refused by a check: nothing created
+    code, _, err = call(suite_cli.main, ["--methods", "relu", "--epochs", "1", "--out", new, "--", "--b1", "1.0"], capsys)
+    assert_one_error(code, err, 2, "relu", "--b1")
+    assert not new.exists()
 
 
 def test_accuracy_is_an_exact_ratio_of_integer_counts():
