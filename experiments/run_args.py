@@ -151,3 +151,23 @@ def compact_table(table) -> str:
     join = lambda ks: "+".join(str(k) for k in ks)  # noqa: E731
     entries = [f"{join(s.stacked)}:{s.epochs}" + (f":{join(s.frozen)}" if s.frozen else "") for s in table.stages]
     return " | ".join(["-".join(str(n) for n in table.sizes), *entries])
+
+
+def check_runs(argvs: dict[str, list[str]], note: str) -> None:
+    """Each run's flags (``argvs``: the experiments.run arguments per method) checked as
+    experiments.run will check them (exit 2, one line naming the method and ``note``), so that a
+    command starting several runs fails on none of them after others have worked for minutes."""
+    import contextlib
+    import io
+
+    from experiments import run as run_cli
+    for method, argv in argvs.items():
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):
+                config_from_args(run_cli.build_parser().parse_args(argv))
+        except SystemExit:
+            lines = [line for line in said.getvalue().splitlines() if line.strip()]
+            why = lines[-1].removeprefix("error: ") if lines else "its flags are refused"
+            why = why.split(": error: ", 1)[-1]  # an argparse message: "usage ...: error: ..."
+            cli.fail(f"{method}: {why} ({note})")

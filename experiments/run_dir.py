@@ -92,3 +92,21 @@ def prepare_run_dir(path: Path, action: str, config):
     except OSError as e:
         cli.fail(f"cannot write the run directory {path}: {e.strerror}")
     return run_dir
+
+
+def refuse_if_live(path: Path, what: str) -> None:
+    """One line (exit 2) when a live command holds ``path``'s lock (vgjax.run.lock); reads only."""
+    holder = runlock.live_holder(path) if path.is_dir() else None
+    if holder:
+        cli.fail(f"{path} is in use by a live {what} ({holder}); wait for it to end or stop it, or use another --out")
+
+
+def lock_dir(path: Path, what: str) -> runlock.RunLock:
+    """``path`` created and locked for this process (release it when done), else one line (exit 2)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return runlock.RunLock(path).acquire()
+    except runlock.LockedError as e:
+        cli.fail(f"{path} is in use by a live {what} ({e}); wait for it to end or stop it, or use another --out")
+    except OSError as e:
+        cli.fail(f"cannot create or lock the output directory {path}: {e.strerror or cli.one_line(e)}")

@@ -21,7 +21,7 @@ staged methods as ``--epochs-scale E/300`` (their last, all-layers stage then ru
 the baselines) unless ``--epochs-scale`` is given. ``--method-args M='ARGS'`` adds flags for one
 method; everything after ``--`` is passed to every run. Exit status: 0 every method completed
 (finished or stopped; or was already complete), 1 some method failed or diverged, 2 usage error,
-130 interrupted. With ``--seeds N`` every method runs N seeds as vmapped programs instead
+130 interrupted. A live suite locks RUNS (vgjax.run.lock): a second suite into it is refused. With ``--seeds N`` every method runs N seeds as vmapped programs instead
 (:mod:`experiments.suite_seeds`).
 """
 
@@ -40,9 +40,9 @@ from vgjax.run.rundir import RunDir
 from vgjax.files import atomic_write_json
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
-suite_seeds, jobs_lib, shown, callbacks, stages, report_lib = map(cli.lazy, (
+suite_seeds, jobs_lib, shown, callbacks, stages, report_lib, run_dir_mod, run_args = map(cli.lazy, (
     "experiments.suite_seeds", "vgjax.run.jobs", "experiments.progress", "vgjax.run.callbacks", "vgjax.train.stages",
-    "vgjax.report.runs"))
+    "vgjax.report.runs", "experiments.run_dir", "experiments.run_args"))
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_EPOCHS = 300  # the seed protocol's epochs (and the staged schedule's last stage)
@@ -161,29 +161,6 @@ def plan(args, methods: list[str], passthrough: list[str], runs_dir: Path,
     return jobs
 
 
-def check_runs(args, methods: list[str], passthrough: list[str]) -> None:
-    """The flags the suite gives every run (its shared flags, adapted to each method, and those
-    after ``--``) checked as experiments.run will check them (exit 2, one line naming the method),
-    so that no run fails on them after others have worked for minutes. A method's own
-    ``--method-args`` are its run's to judge: a bad one fails that method only."""
-    import contextlib
-    import io
-
-    from experiments import run as run_cli
-    from experiments.run_args import config_from_args
-    for method in methods:
-        argv = ["--method", method, *run_flags(method, args), *passthrough]
-        said = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(said):
-                config_from_args(run_cli.build_parser().parse_args(argv))
-        except SystemExit:
-            lines = [line for line in said.getvalue().splitlines() if line.strip()]
-            why = lines[-1].removeprefix("error: ") if lines else "its flags are refused"
-            why = why.split(": error: ", 1)[-1]  # an argparse message: "usage ...: error: ..."
-            cli.fail(f"{method}: {why} (the suite's flags reach every method; see --help)")
-
-
 def selected_methods(args) -> list[str]:
     """The methods to run: --methods (checked), else the default groups; exit 2 on a bad list."""
     if not args.methods:
@@ -234,6 +211,16 @@ def finish_suite(args, jobs: list[jobs_lib.Job], runs_dir: Path, workers: int, w
     return 0
 
 
+def check_dir(runs_dir: Path) -> None:
+    """One line (exit 2) when someone else's file is where the suite writes its own entries
+    (SUITE_ENTRIES) in ``runs_dir``; they are claimed only once every check has passed."""
+    for kind in ("suite", "report"):
+        names = [n for n, k in SUITE_ENTRIES.items() if k == kind]
+        problem = owned.write_problem(runs_dir, kind, names, "experiments.suite")
+        if problem:
+            cli.fail(problem)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     own, passthrough = cli.split_passthrough(argv)
@@ -245,21 +232,30 @@ def main(argv: list[str] | None = None) -> int:
         return suite_seeds.main(args, methods, overrides, passthrough, argv)
     check_args(args, methods)
     extra = cli.parse_method_args(args.method_args, methods)
-    workers, in_process = jobs_lib.plan_workers(args.workers, args.sequential)  # a GPU/TPU: here, one by one
     runs_dir = Path(args.runs_dir or "runs").resolve()
-    for kind in ("suite", "report"):
-        problem = owned.write_problem(runs_dir, kind, [n for n, k in SUITE_ENTRIES.items() if k == kind],
-                                      "experiments.suite")
-        if problem:
-            cli.fail(problem)
+    run_dir_mod.refuse_if_live(runs_dir, "suite")
+    check_dir(runs_dir)
     jobs = plan(args, methods, passthrough, runs_dir, extra)
-    check_runs(args, methods, passthrough)  # every method's flags, before the first run starts
+    run_args.check_runs({m: ["--method", m, *run_flags(m, args), *passthrough] for m in methods},
+                        "the suite's flags reach every method; see --help")  # before the first run starts
+    lock = run_dir_mod.lock_dir(runs_dir, "suite")  # one live suite per directory, like a run's and a sweep's
+    try:
+        check_dir(runs_dir)  # again, now that the directory is ours
+        jobs = plan(args, methods, passthrough, runs_dir, extra)
+        return run_suite(args, jobs, runs_dir)
+    finally:
+        lock.release()
+
+
+def run_suite(args, jobs: list[jobs_lib.Job], runs_dir: Path) -> int:
+    """Run the planned jobs in the checked and locked ``runs_dir``; the exit status."""
+    workers, in_process = jobs_lib.plan_workers(args.workers, args.sequential)  # a GPU/TPU: here, one by one
     try:
         for kind in ("suite", "report"):
             owned.claim(runs_dir, kind, [n for n, k in SUITE_ENTRIES.items() if k == kind])
         (runs_dir / jobs_lib.LOGS_DIR).mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as e:
-        cli.fail(f"cannot write the runs directory {args.runs_dir or 'runs'}: {getattr(e, 'strerror', None) or e}")
+        cli.fail(f"cannot write the runs directory {runs_dir}: {getattr(e, 'strerror', None) or e}")
     if not args.in_order:
         order_jobs(jobs, args)
     jobs_lib.fill_skipped(jobs, runs_dir)

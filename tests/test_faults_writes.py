@@ -7,6 +7,7 @@ Every refusal is one line, exit status 2, and leaves the directory byte-identica
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from experiments import escape as escape_cli
+from experiments import report as report_cli
 from experiments import run_args
 from experiments import suite as suite_cli
 from experiments import sweep as sweep_cli
@@ -135,6 +137,52 @@ def test_escape_report_default_is_inside_the_sweep_and_never_replaces_a_foreign_
     assert (theirs / "report.md").read_text() == "mine" and owned.present(theirs) == ["report.md"]
 
 
+def test_report_never_replaces_a_report_or_figures_it_did_not_write(finished, copy_of, capsys):
+    runs = copy_of(finished, "runs/baseline_3").parent
+    (runs / "report.md").write_text("my notes")
+    before = snapshot(runs)
+    for extra in ([], ["--no-figures"]):
+        code, _, err = call(report_cli.main, [runs, *extra], capsys)
+        assert_one_error(code, err, 2, "report.md", "not written by experiments.report", "nothing there is replaced")
+        assert snapshot(runs) == before
+    (runs / "report.md").unlink()
+    (runs / "figures").mkdir()
+    (runs / "figures" / "mine.png").write_bytes(b"\x89PNG mine")
+    before = snapshot(runs)
+    code, _, err = call(report_cli.main, [runs], capsys)
+    assert_one_error(code, err, 2, "figures", "not written by experiments.report")
+    assert snapshot(runs) == before
+    code, _, err = call(report_cli.main, [runs, "--no-figures"], capsys)  # writes report.md only
+    assert code == 0, err
+    assert (runs / "figures" / "mine.png").read_bytes() == b"\x89PNG mine"
+    shutil.rmtree(runs / "figures")
+    for _ in range(2):  # a re-run replaces its own report and figures
+        code, _, err = call(report_cli.main, [runs], capsys)
+        assert code == 0, err
+    assert owned.owners(runs) == {"report.md": "report", "figures": "report"}
+    holder = hold_lock(runs)  # a live suite writing there
+    try:
+        before = snapshot(runs)
+        code, _, err = call(report_cli.main, [runs], capsys)
+        assert_one_error(code, err, 2, "in use by a live command", f"pid {holder.pid}")
+        assert snapshot(runs) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_report_of_a_sweep_replaces_only_what_a_manifest_lists(tmp_path, capsys):
+    sw = tmp_path / "seeds"
+    shutil.copytree(ROOT / "docs" / "results" / "seeds", sw)  # a finished sweep, its report committed
+    code, out, err = call(report_cli.main, [sw], capsys)  # the committed manifest: its own report
+    assert code == 0 and Path(out.strip()) == sw / "report.md", err
+    (sw / owned.MANIFEST).unlink()  # a sweep from before the manifest, or someone's copy of one
+    before = snapshot(sw)
+    code, _, err = call(report_cli.main, [sw], capsys)
+    assert_one_error(code, err, 2, "report.md", "sweep_loss.png", "not written by experiments.report")
+    assert snapshot(sw) == before
+
+
 def test_seeds_suite_overwrite_removes_no_folder_it_did_not_write(tmp_path, capsys):
     out = tmp_path / "suite"
     (out / "thesis").mkdir(parents=True)
@@ -248,6 +296,30 @@ def test_plain_suite_refuses_before_it_creates_anything(tmp_path, capsys):
     code, _, err = call(suite_cli.main, ["--methods", "tanh", "--epochs", "1", "--out", runs, "--overwrite"], capsys)
     assert_one_error(code, err, 2, "tanh", "not a vgjax run")
     assert snapshot(tmp_path) == before
+
+
+def test_a_live_plain_suite_holds_its_directory_and_a_second_one_is_refused(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    held = []
+    monkeypatch.setattr(suite_cli, "run_suite", lambda args, jobs, d: held.append(runlock.read_lock(d)) or 0)
+    code, _, err = call(suite_cli.main, ["--methods", "relu", "--epochs", "1", "--out", runs], capsys)
+    assert code == 0, err
+    assert held[0]["pid"] == os.getpid() and runlock.read_lock(runs) is None  # held while live, released after
+    monkeypatch.undo()
+    holder = hold_lock(runs)  # another live suite
+    try:
+        before = snapshot(tmp_path)
+        for extra in ([], ["--resume"], ["--overwrite"]):
+            code, _, err = call(suite_cli.main, ["--methods", "relu", "--epochs", "1", "--out", runs, *extra], capsys)
+            assert_one_error(code, err, 2, "in use by a live suite", f"pid {holder.pid}")
+        assert snapshot(tmp_path) == before and not (runs / "logs").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    new = tmp_path / "new"  # refused by a check: nothing created
+    code, _, err = call(suite_cli.main, ["--methods", "relu", "--epochs", "1", "--out", new, "--", "--b1", "1.0"], capsys)
+    assert_one_error(code, err, 2, "relu", "--b1")
+    assert not new.exists()
 
 
 def test_accuracy_is_an_exact_ratio_of_integer_counts():

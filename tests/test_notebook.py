@@ -167,6 +167,36 @@ def test_the_accelerator_extras_are_jax_extras():
         assert match.group(2) == next(d for d in PYPROJECT["project"]["dependencies"] if d.startswith("jax"))[3:]
 
 
+def budgets() -> dict:
+    """The notebook's BUDGETS (its cell 2), evaluated from its source."""
+    cell = next(c for c in code_cells() if "BUDGETS = {" in c)
+    node = next(n for n in ast.parse(cell).body if isinstance(n, ast.Assign) and n.targets[0].id == "BUDGETS")
+    return eval(compile(ast.Expression(node.value), "BUDGETS", "eval"), {"dict": dict})
+
+
+def test_the_staged_section_has_its_own_scale_per_budget_and_says_what_each_shows():
+    found = budgets()
+    staged_code = next(c for c in code_cells() if 'train("freeze"' in c)
+    assert 'epochs_scale=budget["stage_scale"]' in staged_code  # not the remedies' epochs
+    assert found["full"]["stage_scale"] == 1.0  # the study's 900-epoch schedule
+    # measured (the markdown): at 10,000 images, scale 0.1 and 0.05 leave later runs at chance
+    assert found["cpu"]["stage_scale"] >= 0.2 and found["cpu"]["train_limit"] == 10_000
+    assert found["smoke"]["stage_scale"] <= 0.01 and found["smoke"]["epochs"] == 1  # the test suite's, fast
+    cells = notebook()["cells"]
+    at = next(i for i, c in enumerate(cells) if "".join(c["source"]).startswith("## Train some layers"))
+    bullets = "".join(cells[at]["source"]).split("\n* ")[1:]
+    for name, budget in found.items():
+        said = " ".join(next(b for b in bullets if f"`{name}`" in b.split("(")[0]).split())
+        scale, per_stage = budget["stage_scale"], round(100 * budget["stage_scale"])
+        assert f"stage scale {scale:g}" in said and f"{per_stage} epoch{'s' * (per_stage != 1)} per stage" in said, name
+        assert "seed" in said or name == "smoke", name  # a measured number names its seeds
+    assert "Seeds 0, 1, 2 (3 seeds)" in " ".join(bullets[1].split())
+    table = (ROOT / "docs" / "guide" / "accelerators.md").read_text()  # the guide's table of the budgets
+    for name, budget in found.items():
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}`"))
+        assert row.split("|")[-2].strip().startswith(f"{budget['stage_scale']:g} ("), name
+
+
 @pytest.mark.slow
 def test_notebook_runs_end_to_end_on_the_smallest_budget(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")

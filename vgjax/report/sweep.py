@@ -26,6 +26,7 @@ from vgjax.sweep.settings import pivot, value_text
 # chance; "chance" when no seed left it; anything else is "partly" (some seeds escaped).
 LEARNS_ACCURACY = 0.5
 LEARNS_FRACTION = 0.5
+PIVOT_FIGURE = "final_val_accuracy_vs_{axis}.png"  # the pivot figure beside report.md, per swept axis
 PIVOT_AXES = ("batch_size", "depth", "width", "activation", "optimizer", "init_draw", "output_init", "bias_init",
               "init_std", "lr", "beta")
 
@@ -198,7 +199,7 @@ def write_sweep_report(path: str | Path, figures: bool = True) -> Path:
     axis = pivot_axis(config)
     figure = None
     if figures and axis is not None:
-        figure = plot_pivot(summary["settings"], axis, path / f"final_val_accuracy_vs_{axis}.png",
+        figure = plot_pivot(summary["settings"], axis, path / PIVOT_FIGURE.format(axis=axis),
                             swept_axes(config))
     if figures and (path / "metrics.csv").exists():  # the sweep's curves, redrawn from its files
         draw_curves(path, summary["settings"], *read_metrics(path))
