@@ -180,3 +180,11 @@ def test_the_library_never_prints():
 def test_the_print_rule_finds_output():
     tree = ast.parse("import sys\nfrom rich.console import Console\ndef f():\n    print(1)\n    sys.stderr.write('x')\n")
     assert prints(tree) == ["imports rich.console at line 2", "print() at line 4", "sys.stderr.write at line 5"]
+
+
+def test_the_maintainers_page_lists_every_module_of_the_library():
+    text = (ROOT / "docs" / "maintainers.md").read_text()
+    block = text[text.index("## Layout"):].split("```")[1]
+    missing = [str(p.relative_to(ROOT / "vgjax")) for p in sorted((ROOT / "vgjax").rglob("*.py"))
+               if p.stem != "__init__" and p.name not in block]
+    assert not missing, missing
