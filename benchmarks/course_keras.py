@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.course import FIGURES  # noqa: E402
+from vgjax.analysis.course import FIGURES  # noqa: E402
 
 
 def main(argv=None) -> int:

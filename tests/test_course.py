@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import course
+from vgjax.analysis import course
 
 ROOT = Path(__file__).resolve().parents[1]
 DIR = ROOT / "docs" / "results" / "course"
