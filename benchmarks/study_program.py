@@ -130,7 +130,7 @@ def main() -> None:
 
     import jax
 
-    from experiments.suite import default_methods
+    from vgjax.methods import default_methods
     from vgjax import data, sweep
     from vgjax.config import ConfigError
     from vgjax.methods import METHODS

@@ -27,35 +27,26 @@ method; everything after ``--`` is passed to every run. Exit status: 0 every met
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
 
 from experiments import cli
-from vgjax import owned
-from vgjax.config import Config
-from vgjax.methods import METHODS, get_config, method_names
-from vgjax.run.rundir import RunDir
+from vgjax.config import fields as config_fields
 from vgjax.files import atomic_write_json
+from vgjax.methods import METHODS, default_methods
 
 # loaded when first used, after the arguments are parsed (cli.lazy: --help answers without jax)
-suite_seeds, jobs_lib, shown, callbacks, stages, report_lib, run_dir_mod, run_args = map(cli.lazy, (
-    "experiments.suite_seeds", "vgjax.run.jobs", "experiments.progress", "vgjax.run.callbacks", "vgjax.train.stages",
+suite_seeds, jobs_lib, shown, callbacks, report_lib, run_dir_mod, run_args = map(cli.lazy, (
+    "experiments.suite_seeds", "vgjax.run.jobs", "experiments.progress", "vgjax.run.callbacks",
     "vgjax.report.runs", "experiments.run_dir", "experiments.run_args"))
 
 ROOT = Path(__file__).resolve().parents[1]
-PROTOCOL_EPOCHS = 300  # the seed protocol's epochs (and the staged schedule's last stage)
 # exit codes of experiments.run after which the run's summary.json says how it ended
 COMPLETED_EXIT_CODES = (0, cli.EXIT_DIVERGED, cli.EXIT_INTERRUPTED)
 
 # experiments.run flags besides the Config fields' (cli.add_config_flags), passed only when given
 COMMON = {"data_dir": str, "data_source": str}
-# settings of staged training: given to the suite, they reach its staged methods only (a method
-# without stages refuses them)
-STAGE_ONLY = ("epochs_scale", "stage_output")
-# what the suite itself writes in its directory, beside the run directories (vgjax.owned)
-SUITE_ENTRIES = {jobs_lib.SUITE_FILE: "suite", jobs_lib.LOGS_DIR: "suite", "report.md": "report", "figures": "report"}
 
 
 def build_parser() -> cli.Parser:
@@ -85,80 +76,30 @@ def build_parser() -> cli.Parser:
     return p
 
 
-def default_methods(include_optimizers: bool) -> list[str]:
-    groups = ["baseline", "remedy", "staged"] + (["optimizers"] if include_optimizers else [])
-    return [m for g in groups for m in method_names(g)]
-
-
-def is_staged(method: str) -> bool:
-    return METHODS[method].changes.get("stages") is not None
-
-
-def run_overrides(method: str, args) -> dict:
-    """The shared settings given to the suite, as one method's run receives them: ``--epochs E``
-    reaches a staged method as ``--epochs-scale E/300`` (unless ``--epochs-scale`` is given)."""
-    out = {}
-    given = {**cli.config_overrides(args), **{k: getattr(args, k) for k in COMMON if getattr(args, k) is not None}}
-    staged = is_staged(method) or "stages" in given
-    for dest, value in given.items():
-        if dest in STAGE_ONLY and not staged:
-            continue
-        if dest == "epochs" and staged:
-            if args.epochs_scale is None:
-                out["epochs_scale"] = value / PROTOCOL_EPOCHS
-            continue
-        out[dest] = value
-    return out
+def given_settings(args) -> dict:
+    """The shared settings given to the suite: the Config fields and COMMON flags on its command line."""
+    return {**cli.config_overrides(args), **{k: getattr(args, k) for k in COMMON if getattr(args, k) is not None}}
 
 
 def run_flags(method: str, args) -> list[str]:
-    """The experiments.run flags shared by the suite's runs, adapted to the method."""
+    """The experiments.run flags shared by the suite's runs, adapted to the method
+    (:func:`vgjax.run.jobs.method_overrides`)."""
     flags = []
-    for dest, value in run_overrides(method, args).items():
+    for dest, value in jobs_lib.method_overrides(method, given_settings(args)).items():
         flags += cli.run_flag(dest, value)
     return flags
-
-
-def estimated_cost(method: str, args) -> float:
-    """Relative cost of a method's run (:func:`vgjax.train.stages.relative_cost`): the scheduler starts
-    the most expensive runs first, so the longest one does not start last and leave a core idle."""
-    fields = {f.name for f in dataclasses.fields(Config)}
-    overrides = {k: v for k, v in run_overrides(method, args).items() if k in fields}
-    try:
-        return stages.relative_cost(stages.run_table(get_config(method, **overrides)))
-    except Exception:  # noqa: BLE001 - a bad config is reported by the run itself
-        return 0.0
-
-
-def order_jobs(jobs: list[jobs_lib.Job], args) -> None:
-    """Most expensive first (in place); stable, so equal costs keep the given order."""
-    jobs.sort(key=lambda j: -estimated_cost(j.method, args))
 
 
 def plan(args, methods: list[str], passthrough: list[str], runs_dir: Path,
          extra: dict[str, list[str]] | None = None) -> list[jobs_lib.Job]:
     """One job per method; refuses (exit 2) to touch existing runs without --resume/--overwrite."""
     extra = extra or {}
-    jobs, clashes = [], []
-    for m in methods:
-        out = runs_dir / m
-        if (args.resume or args.overwrite) and out.exists() and (
-                not out.is_dir() or (RunDir(out).run_files() and not RunDir(out).is_vgjax_run())):
-            cli.fail(f"{out} is not a vgjax run directory (no {owned.MANIFEST} says experiments.run wrote it): "
-                     f"nothing there is replaced; choose another --out")
-        action = jobs_lib.action_for(out, resume=args.resume, overwrite=args.overwrite)
-        if action is None:
-            clashes.append(m)
-            action = "run"
-        cmd = [sys.executable, "-m", "experiments.run", "--method", m, "--out", str(out),
-               "--threads", str(args.threads), *run_flags(m, args), *extra.get(m, []), *passthrough]
-        if action in ("resume", "overwrite"):
-            cmd.append("--" + action)
-        jobs.append(jobs_lib.Job(m, out, cmd, action, runs_dir / jobs_lib.LOGS_DIR / f"{m}.log", COMPLETED_EXIT_CODES))
-    if clashes:
-        cli.fail(f"{runs_dir} already holds runs of {', '.join(clashes)}; use --resume to skip complete ones "
-                 f"and continue the others, or --overwrite to start over")
-    return jobs
+    flags = {m: [*run_flags(m, args), *extra.get(m, []), *passthrough] for m in methods}
+    try:
+        return jobs_lib.plan_jobs(runs_dir, flags, threads=args.threads, resume=args.resume, overwrite=args.overwrite,
+                                  completed_codes=COMPLETED_EXIT_CODES)
+    except jobs_lib.PlanError as e:
+        cli.fail(str(e))
 
 
 def selected_methods(args) -> list[str]:
@@ -212,13 +153,10 @@ def finish_suite(args, jobs: list[jobs_lib.Job], runs_dir: Path, workers: int, w
 
 
 def check_dir(runs_dir: Path) -> None:
-    """One line (exit 2) when someone else's file is where the suite writes its own entries
-    (SUITE_ENTRIES) in ``runs_dir``; they are claimed only once every check has passed."""
-    for kind in ("suite", "report"):
-        names = [n for n, k in SUITE_ENTRIES.items() if k == kind]
-        problem = owned.write_problem(runs_dir, kind, names, "experiments.suite")
-        if problem:
-            cli.fail(problem)
+    """One line (exit 2) when someone else's file is where the suite writes its own entries."""
+    problem = jobs_lib.suite_dir_problem(runs_dir)
+    if problem:
+        cli.fail(problem)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(own)
     methods = selected_methods(args)
     if args.seeds is not None:
-        fields = {f.name for f in dataclasses.fields(Config)}
-        overrides = {m: {k: v for k, v in run_overrides(m, args).items() if k in fields} for m in methods}
+        fields = {f.name for f in config_fields()}
+        given = given_settings(args)
+        overrides = {m: {k: v for k, v in jobs_lib.method_overrides(m, given).items() if k in fields} for m in methods}
         return suite_seeds.main(args, methods, overrides, passthrough, argv)
     check_args(args, methods)
     extra = cli.parse_method_args(args.method_args, methods)
@@ -251,13 +190,12 @@ def run_suite(args, jobs: list[jobs_lib.Job], runs_dir: Path) -> int:
     """Run the planned jobs in the checked and locked ``runs_dir``; the exit status."""
     workers, in_process = jobs_lib.plan_workers(args.workers, args.sequential)  # a GPU/TPU: here, one by one
     try:
-        for kind in ("suite", "report"):
-            owned.claim(runs_dir, kind, [n for n, k in SUITE_ENTRIES.items() if k == kind])
-        (runs_dir / jobs_lib.LOGS_DIR).mkdir(parents=True, exist_ok=True)
+        jobs_lib.claim_suite_dir(runs_dir)
     except (OSError, ValueError) as e:
         cli.fail(f"cannot write the runs directory {runs_dir}: {getattr(e, 'strerror', None) or e}")
     if not args.in_order:
-        order_jobs(jobs, args)
+        given = given_settings(args)
+        jobs_lib.order_jobs(jobs, {j.method: jobs_lib.method_overrides(j.method, given) for j in jobs})
     jobs_lib.fill_skipped(jobs, runs_dir)
     if in_process:
         from experiments import run as run_cli

@@ -25,6 +25,7 @@ from tests.test_faults import (BASE, ROOT, TINY, _restore_process_state, assert_
                                copy_of, finished, run, snapshot)
 from vgjax import owned, sweep
 from vgjax.run import lock as runlock
+from vgjax.run.jobs import is_staged
 from vgjax.run.rundir import RUN_ENTRIES, RunDir
 from vgjax.train.engine import DIVERGED_LOSS, exact_ratios
 
@@ -364,7 +365,7 @@ def test_suite_epochs_scale_reaches_only_staged_methods_and_every_run_accepts_it
         flags = suite_cli.run_flags(method, args)
         parsed = suite_cli_run_parser().parse_args(["--method", method, *flags])
         config = run_args.config_from_args(parsed)  # SystemExit 2 if the run would refuse them
-        if suite_cli.is_staged(method):
+        if is_staged(method):
             assert config.epochs_scale == 0.01 and "--epochs" not in flags
         else:
             assert config.epochs == 1 and "--epochs-scale" not in flags

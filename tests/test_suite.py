@@ -143,16 +143,18 @@ def test_a_diverged_exit_is_reported_from_the_run_files(tmp_path):
 
 def test_the_most_expensive_methods_start_first():
     """Cost = epochs x (hidden layers + 3) summed over stages; the order is longest first, stable."""
-    args = args_ns()
-    assert suite.estimated_cost("baseline_3", args) == 300 * 6
-    assert suite.estimated_cost("baseline_7", args) == 300 * 10
+    def cost(method, *argv):
+        return jobs.estimated_cost(method, jobs.method_overrides(method, suite.given_settings(args_ns(*argv))))
+
+    assert cost("baseline_3") == 300 * 6
+    assert cost("baseline_7") == 300 * 10
     # freeze: 100 epochs at 2, 4 (twice), 6 (twice), 7 hidden layers, then 300 at 7
-    assert suite.estimated_cost("freeze", args) == 100 * (5 + 7 + 7 + 9 + 9 + 10) + 300 * 10
-    assert suite.estimated_cost("freeze", args_ns("--epochs", "30")) == 10 * (5 + 7 + 7 + 9 + 9 + 10) + 30 * 10
-    assert suite.estimated_cost("relu", args_ns("--epochs", "30")) == 30 * 10
+    assert cost("freeze") == 100 * (5 + 7 + 7 + 9 + 9 + 10) + 300 * 10
+    assert cost("freeze", "--epochs", "30") == 10 * (5 + 7 + 7 + 9 + 9 + 10) + 30 * 10
+    assert cost("relu", "--epochs", "30") == 30 * 10
     methods = ["baseline_3", "optimizers_sgd", "baseline_7", "freeze", "relu"]
     planned = [jobs.Job(m, Path(m), [], "run", Path(m + ".log")) for m in methods]
-    suite.order_jobs(planned, args)
+    jobs.order_jobs(planned, {})
     assert [j.method for j in planned] == ["freeze", "baseline_7", "relu", "optimizers_sgd", "baseline_3"]
 
 

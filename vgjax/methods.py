@@ -87,6 +87,13 @@ def method_names(group: str | None = None) -> list[str]:
     return [m.name for m in _METHODS if group is None or m.group == group]
 
 
+def default_methods(include_optimizers: bool) -> list[str]:
+    """The suite's methods: the baseline, remedy and staged groups (docs/study.md §3–§4), and with
+    ``include_optimizers`` the §5 optimizer comparison."""
+    groups = ["baseline", "remedy", "staged"] + (["optimizers"] if include_optimizers else [])
+    return [m for g in groups for m in method_names(g)]
+
+
 def get_config(method: str, **overrides) -> Config:
     """The config of a named method, with user overrides applied on top; an override ``protocol``
     sets its batch size and pixels (:func:`vgjax.config.apply_protocol`)."""

@@ -3,10 +3,13 @@
 A :class:`Job` is one ``python -m experiments.run`` process writing one run directory (or, on a
 GPU or TPU, the same run called in this process, one after another: :func:`plan_workers`); its log
 goes to a file and its progress (epoch, validation accuracy, time per epoch, ETA) is read from
-the run's history. :func:`run_jobs` runs a list of jobs a few at a time (:mod:`vgjax.run.pool`),
-reporting to a progress object (``update()`` and ``event(job, "start"|"end")``; the command line's
-:class:`experiments.progress.JobsProgress` draws it), and :func:`suite_record` is what ``suite.json``
-holds. Nothing here prints.
+the run's history. :func:`plan_jobs` makes one job per method (the settings given to the suite as
+each method's run receives them: :func:`method_overrides`), :func:`order_jobs` puts the most
+expensive first, :func:`suite_dir_problem` and :func:`claim_suite_dir` guard the suite's own files
+in its directory (:mod:`vgjax.owned`). :func:`run_jobs` runs a list of jobs a few at a time
+(:mod:`vgjax.run.pool`), reporting to a progress object (``update()`` and ``event(job,
+"start"|"end")``; the command line's :class:`experiments.progress.JobsProgress` draws it), and
+:func:`suite_record` is what ``suite.json`` holds. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import shlex
 import statistics
 import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -26,7 +30,9 @@ from typing import Callable
 
 
 from vgjax.run import pool
-from vgjax import runtime
+from vgjax import owned, runtime
+from vgjax.config import Config
+from vgjax.methods import METHODS, get_config
 from vgjax.train import stages
 from vgjax.run.rundir import DONE_STATUSES, RunDir
 from vgjax.files import read_json
@@ -35,6 +41,12 @@ SUITE_FILE = "suite.json"  # in the directory of the suite's run directories
 LOGS_DIR = "logs"  # the jobs' logs, beside the run directories
 RUN_MODULE = "experiments.run"  # a job's command is python -m RUN_MODULE ARGS
 EXIT_INTERRUPTED = 130
+PROTOCOL_EPOCHS = 300  # the seed protocol's epochs (and the staged schedule's last stage)
+# settings of staged training: given to the suite, they reach its staged methods only (a method
+# without stages refuses them)
+STAGE_ONLY = ("epochs_scale", "stage_output")
+# what the suite itself writes in its directory, beside the run directories (vgjax.owned)
+SUITE_ENTRIES = {SUITE_FILE: "suite", LOGS_DIR: "suite", "report.md": "report", "figures": "report"}
 
 
 @dataclasses.dataclass
@@ -111,6 +123,95 @@ def plan_workers(requested: int | None, sequential: bool, platform: str | None =
     if sequential:
         return 1, False
     return requested or runtime.usable_cores(), False
+
+
+class PlanError(ValueError):
+    """The suite may not run in its directory as asked (the message is one line)."""
+
+
+def is_staged(method: str) -> bool:
+    return METHODS[method].changes.get("stages") is not None
+
+
+def method_overrides(method: str, given: dict) -> dict:
+    """The shared settings ``given`` to the suite (Config fields and run flags by name), as one
+    method's run receives them: ``epochs E`` reaches a staged method as ``epochs_scale E/300``
+    (unless ``epochs_scale`` is given), the staged settings (STAGE_ONLY) staged methods only."""
+    out = {}
+    staged = is_staged(method) or "stages" in given
+    for dest, value in given.items():
+        if dest in STAGE_ONLY and not staged:
+            continue
+        if dest == "epochs" and staged:
+            if "epochs_scale" not in given:
+                out["epochs_scale"] = value / PROTOCOL_EPOCHS
+            continue
+        out[dest] = value
+    return out
+
+
+def estimated_cost(method: str, overrides: dict) -> float:
+    """Relative cost of a method's run with ``overrides`` (:func:`method_overrides`;
+    :func:`vgjax.train.stages.relative_cost`), 0 for a config the run itself will refuse."""
+    fields = {f.name for f in dataclasses.fields(Config)}
+    try:
+        return stages.relative_cost(stages.run_table(get_config(method, **{k: v for k, v in overrides.items()
+                                                                             if k in fields})))
+    except Exception:  # noqa: BLE001 - a bad config is reported by the run itself
+        return 0.0
+
+
+def order_jobs(jobs: list[Job], overrides: dict[str, dict]) -> None:
+    """Most expensive first (in place; ``overrides``: each method's), so that the longest run does
+    not start last and leave a core idle; stable, so equal costs keep the given order."""
+    jobs.sort(key=lambda j: -estimated_cost(j.method, overrides.get(j.method, {})))
+
+
+def plan_jobs(runs_dir: Path, run_args: dict[str, list[str]], *, threads: int, resume: bool, overwrite: bool,
+              completed_codes: tuple[int, ...] = (0,)) -> list[Job]:
+    """One job per method of ``run_args`` (method -> its further experiments.run flags), its run in
+    ``runs_dir/<method>``. Raises :class:`PlanError` rather than touch a directory that is not a
+    vgjax run, or existing runs without ``resume`` or ``overwrite``."""
+    jobs, clashes = [], []
+    for m, flags in run_args.items():
+        out = runs_dir / m
+        if (resume or overwrite) and out.exists() and (
+                not out.is_dir() or (RunDir(out).run_files() and not RunDir(out).is_vgjax_run())):
+            raise PlanError(f"{out} is not a vgjax run directory (no {owned.MANIFEST} says experiments.run wrote "
+                            f"it): nothing there is replaced; choose another --out")
+        action = action_for(out, resume=resume, overwrite=overwrite)
+        if action is None:
+            clashes.append(m)
+            action = "run"
+        cmd = [sys.executable, "-m", RUN_MODULE, "--method", m, "--out", str(out), "--threads", str(threads), *flags]
+        if action in ("resume", "overwrite"):
+            cmd.append("--" + action)
+        jobs.append(Job(m, out, cmd, action, runs_dir / LOGS_DIR / f"{m}.log", completed_codes))
+    if clashes:
+        raise PlanError(f"{runs_dir} already holds runs of {', '.join(clashes)}; use --resume to skip complete "
+                        f"ones and continue the others, or --overwrite to start over")
+    return jobs
+
+
+def _entries(kind: str) -> list[str]:
+    return [n for n, k in SUITE_ENTRIES.items() if k == kind]
+
+
+def suite_dir_problem(runs_dir: Path) -> str | None:
+    """Why the suite may not write its own entries (SUITE_ENTRIES) in ``runs_dir`` (someone else's
+    file is there), or None; they are claimed (:func:`claim_suite_dir`) once every check has passed."""
+    for kind in ("suite", "report"):
+        problem = owned.write_problem(runs_dir, kind, _entries(kind), "experiments.suite")
+        if problem:
+            return problem
+    return None
+
+
+def claim_suite_dir(runs_dir: Path) -> None:
+    """Record the suite's entries as its own in ``runs_dir`` and create its logs folder."""
+    for kind in ("suite", "report"):
+        owned.claim(runs_dir, kind, _entries(kind))
+    (runs_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
 
 
 def action_for(out: Path, *, resume: bool, overwrite: bool) -> str | None:
