@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 from experiments import cli, progress as shown
-from experiments.sweep import choose_workers
 from vgjax import owned, runtime, sweep
 from vgjax.run import lock as runlock
 from vgjax.sweep import seeds as seed_suite
@@ -132,7 +131,7 @@ def main(args, methods: list[str], overrides: dict[str, dict], passthrough: list
     holder = runlock.live_holder(out) if out.is_dir() else None
     if holder:
         cli.fail(f"{out} is in use by a live suite ({holder}); wait for it to end or stop it, or use another --out")
-    workers = choose_workers(args.workers, args.threads)
+    workers = sweep.choose_workers(args.workers, args.threads)
     if workers == 0:
         runtime.pin_cpu_threads(args.threads)  # before the backend starts: this process trains
     prepare_out(out, rec, args.resume, args.overwrite, remove=False)  # before the data are read

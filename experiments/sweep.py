@@ -16,7 +16,6 @@ process of a multi-process sweep lost, 130 interrupted (finished chunks kept for
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from pathlib import Path
@@ -26,12 +25,11 @@ from experiments.run import list_methods
 from vgjax import runtime
 from vgjax.config import ConfigError
 from vgjax.config import fields as config_fields
-from vgjax.methods import get_config
 from vgjax.files import atomic_write_json
-from vgjax.sweep.settings import DISCRETE, SETTING_COLUMNS, label_of
+from vgjax.sweep.settings import DISCRETE, group_label, summary_table
 
-sweep, sweep_files, callbacks, displays, stages = map(cli.lazy, (  # loaded on first use
-    "vgjax.sweep", "vgjax.sweep.files", "vgjax.run.callbacks", "experiments.progress", "vgjax.train.stages"))
+sweep, sweep_files, callbacks, displays = map(cli.lazy, (  # loaded on first use
+    "vgjax.sweep", "vgjax.sweep.files", "vgjax.run.callbacks", "experiments.progress"))
 
 # Config fields swept, set by the sweep's own flags, or meaningless in a sweep; every other model,
 # optimizer and protocol field has a single-valued flag
@@ -98,54 +96,21 @@ def sweep_name(args: argparse.Namespace) -> str:
 
 def build_specs(args: argparse.Namespace) -> list:
     """One SweepSpec per combination of method and discrete values; a bad value is a usage error."""
-    specs = []
     fixed = cli.config_overrides(args, [f.name for f in config_fields() if f.name not in NOT_FIXED])
     try:
-        lists = [getattr(args, k) or [None] for k in DISCRETE]
-        for method, *values in itertools.product(args.method, *lists):
-            config = get_config(method, epochs=args.epochs, train_limit=args.train_limit, diagnostics=False,
-                                **fixed, **dict(zip(DISCRETE, values)))
-            spec = sweep.SweepSpec(config, tuple(args.init_std or ()), tuple(args.lr or ()), tuple(args.beta or ()),
-                             tuple(range(args.seeds)))
-            sweep.validate_spec(spec)
-            specs.append(spec)
+        return sweep.build_specs(args.method, {k: getattr(args, k) for k in DISCRETE}, init_std=args.init_std,
+                                 lr=args.lr, beta=args.beta, seeds=args.seeds, epochs=args.epochs,
+                                 train_limit=args.train_limit, fixed=fixed)
     except ConfigError as e:
         cli.fail(str(e))
-    return specs
 
 
 def common_epochs(specs: list) -> int:
     """The epochs every program trains (a staged one: its stage table's); they must agree."""
-    epochs = {s.config.method: stages.planned_epochs(s.config) for s in specs}
-    if len(set(epochs.values())) > 1:
-        cli.fail("the sweep's programs must train the same number of epochs, got "
-                 + ", ".join(f"{m}: {e}" for m, e in epochs.items()))
-    return next(iter(epochs.values()))
-
-
-def print_table(per_setting: list[dict]) -> None:
-    varying = [k for k in SETTING_COLUMNS if len({s[k] for s in per_setting}) > 1] or ["method"]
-    print(f"{'setting':<32} {'final val_acc':>17} {'best val_acc':>17} {'left plateau':>12} {'diverged':>8}")
-    for s in per_setting:
-        f, b, lp = s["final_val_accuracy"], s["best_val_accuracy"], s["left_plateau"]
-        fmt = lambda d: "-" if d["mean"] is None else f"{d['mean']:.4f} ± {d['std']:.4f}"  # noqa: E731
-        print(f"{label_of(s, varying):<32} {fmt(f):>17} {fmt(b):>17} "
-              f"{lp['fraction']:>12.2f} {s['diverged']['count']:>4}/{s['seeds']}")
-
-
-def group_label(config, specs: list) -> str:
-    """The method and the discrete values that differ between the sweep's programs."""
-    varying = [k for k in DISCRETE if len({getattr(s.config, k) for s in specs}) > 1]
-    return " ".join([config.method, *(f"{k}={getattr(config, k)}" for k in varying)])
-
-
-def choose_workers(requested: int | None, threads: int) -> int:
-    """0 (vmap here) on accelerators; on a CPU, one single-threaded worker per usable core."""
-    if runtime.configured_platform() != "cpu":  # decided without starting a backend
-        return 0
-    if requested is not None:
-        return requested
-    return max(1, runtime.usable_cores() // threads)
+    try:
+        return sweep.common_epochs([s.config for s in specs])
+    except ConfigError as e:
+        cli.fail(str(e))
 
 
 def train_programs(specs: list, arrays, epochs: int, store: sweep.ChunkStore, workers: int,
@@ -163,7 +128,7 @@ def train_programs(specs: list, arrays, epochs: int, store: sweep.ChunkStore, wo
     results = []
     try:
         for pi, spec in enumerate(specs):
-            progress.start_group(group_label(spec.config, specs))
+            progress.start_group(group_label(spec.config, [s.config for s in specs]))
             members = spec.members()
             save = lambda a, b, h, pi=pi, m=members: store.save(pi, m, a, b, h)  # noqa: E731
             results.append(sweep.run_sweep(spec, arrays, epochs, chunk=args.chunk, workers=workers,
@@ -180,7 +145,7 @@ def open_store(out: Path, args, record: dict, specs: list, epochs: int, several:
         store, workers = sweep.hosts.SharedStore(store), 0
     else:  # a resumed sweep plans its chunks as before: the same worker processes
         planned = store.read_plan().get("workers") if args.resume and args.workers is None else args.workers
-        workers = choose_workers(planned, args.threads)
+        workers = sweep.choose_workers(planned, args.threads)
     if not args.resume:
         sweep_hosts.settle(sweep.prepare_out_dir(out) if writer else None, several)
         if writer:
@@ -196,7 +161,7 @@ def finish(out: Path, results: list, epochs: int, wall_s: float, workers: int, p
     runs, several = sweep_files.run_records(results), {"processes": processes} if processes else {}
     per_setting = sweep_files.write_outputs(out, results, {"runs": runs, "epochs": epochs, "wall_time_s": wall_s, **several,
                                                "device": runtime.device_description(results[0].spec.config.precision)})
-    print_table(per_setting)
+    print(summary_table(per_setting))
     if args.tensorboard:
         print(f"tensorboard: {callbacks.write_sweep_tensorboard(out)}")
     chunks = ", ".join(f"{r['chunk_size']} ({r['chunk_source']})" for r in runs)
@@ -259,6 +224,7 @@ def _sweep(out: Path, args, record: dict, specs: list, epochs: int, arrays, seve
         finish(out, results, epochs, time.perf_counter() - t0, workers, sweep_hosts.count(several), args)
     store.remove()
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

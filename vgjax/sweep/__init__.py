@@ -2,8 +2,8 @@
 
 The public names of the sweep, by job (docs/design.md, "Sweeps"):
 
-- :mod:`vgjax.sweep.grid`: :class:`SweepSpec` (a config, its seeds and continuous values) and
-  :func:`validate_spec`;
+- :mod:`vgjax.sweep.grid`: :class:`SweepSpec` (a config, its seeds and continuous values),
+  :func:`validate_spec` and :func:`build_specs`;
 - :mod:`vgjax.sweep.program`: :class:`SweepProgram`, the per-member functions vmapped and jitted;
 - :mod:`vgjax.sweep.phases`: a member's training as compiled phases (one per stage of a staged sweep);
 - :mod:`vgjax.sweep.plan`: members per chunk from the device memory;
@@ -32,8 +32,10 @@ _NAMES = {  # public name -> "module:attribute" ("module:" for a submodule)
     'SweepSpec': 'vgjax.sweep.grid:SweepSpec',
     'take': 'vgjax.sweep.grid:take',
     'validate_spec': 'vgjax.sweep.grid:validate_spec',
+    'build_specs': 'vgjax.sweep.grid:build_specs',
     'Phase': 'vgjax.sweep.phases:Phase',
     'build_phases': 'vgjax.sweep.phases:build_phases',
+    'common_epochs': 'vgjax.sweep.phases:common_epochs',
     'stage_columns': 'vgjax.sweep.phases:stage_columns',
     'CPU_CHUNK': 'vgjax.sweep.plan:CPU_CHUNK',
     'DEFAULT_BUDGET_BYTES': 'vgjax.sweep.plan:DEFAULT_BUDGET_BYTES',
@@ -68,6 +70,7 @@ _NAMES = {  # public name -> "module:attribute" ("module:" for a submodule)
     'ProgressFn': 'vgjax.sweep.workers:ProgressFn',
     'SweepResult': 'vgjax.sweep.workers:SweepResult',
     'WorkerError': 'vgjax.sweep.workers:WorkerError',
+    'choose_workers': 'vgjax.sweep.workers:choose_workers',
     'limit_train': 'vgjax.sweep.workers:limit_train',
     'run_sweep': 'vgjax.sweep.workers:run_sweep',
     'train_chunks': 'vgjax.sweep.workers:train_chunks',

@@ -13,6 +13,8 @@ import math
 import numpy as np
 
 from vgjax.config import Config, ConfigError
+from vgjax.methods import get_config
+from vgjax.sweep.settings import DISCRETE
 
 AXES = ("init_std", "lr", "beta")  # continuous hyper-parameters, one value per member
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # recorded per member and epoch
@@ -82,6 +84,24 @@ def validate_spec(spec: SweepSpec) -> None:
         for v in spec.values(axis):
             if not math.isfinite(v) or (positive and v <= 0):
                 raise ConfigError(f"{axis} values must be finite{' and > 0' if positive else ''}, got {v}")
+
+
+def build_specs(methods: list[str], discrete: dict[str, list | None], *, init_std=None, lr=None, beta=None,
+                seeds: int = 1, epochs: int | None = None, train_limit: int | None = None,
+                fixed: dict | None = None) -> list[SweepSpec]:
+    """One validated SweepSpec per combination of method and discrete values (``discrete``: a list,
+    or None for the method's own, per name of :data:`vgjax.sweep.settings.DISCRETE`), the
+    continuous axes and seeds ``0 .. seeds-1`` around each; ``fixed``: further Config fields, one
+    value for the whole sweep. A bad value raises ConfigError."""
+    specs = []
+    lists = [discrete.get(k) or [None] for k in DISCRETE]
+    for method, *values in itertools.product(methods, *lists):
+        config = get_config(method, epochs=epochs, train_limit=train_limit, diagnostics=False, **(fixed or {}),
+                            **dict(zip(DISCRETE, values)))
+        spec = SweepSpec(config, tuple(init_std or ()), tuple(lr or ()), tuple(beta or ()), tuple(range(seeds)))
+        validate_spec(spec)
+        specs.append(spec)
+    return specs
 
 
 def take(members: Members, start: int, stop: int) -> Members:

@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 
 from vgjax.train import stage_start
 from vgjax.train import stages as stages_lib
-from vgjax.config import OUTPUT_INIT_HIDDEN, Config
+from vgjax.config import OUTPUT_INIT_HIDDEN, Config, ConfigError
 from vgjax.nn.models import build_model
 from vgjax.sweep.grid import STD_SCALED_INITS
 from vgjax.sweep.program import MEMBER_AXIS, SweepProgram, scale_kernels
@@ -92,6 +92,16 @@ def _fresh_variables(config: Config, stage: int) -> Callable[[jax.Array], dict]:
     draw_fn = jax.jit(jax.vmap(draw))
     scale_fn = jax.jit(jax.vmap(scale))
     return (lambda seed: scale_fn(draw_fn(seed))) if scaled else draw_fn
+
+
+def common_epochs(configs: Sequence[Config]) -> int:
+    """The epochs every program of a sweep trains (a staged one: its stage table's); ConfigError
+    when they differ."""
+    epochs = {c.method: stages_lib.planned_epochs(c) for c in configs}
+    if len(set(epochs.values())) > 1:
+        raise ConfigError("the sweep's programs must train the same number of epochs, got "
+                          + ", ".join(f"{m}: {e}" for m, e in epochs.items()))
+    return next(iter(epochs.values()))
 
 
 def stage_columns(config: Config) -> np.ndarray:

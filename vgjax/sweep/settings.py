@@ -18,6 +18,26 @@ def label_of(setting: dict, varying: list[str]) -> str:
     return ", ".join(f"{k}={setting[k]}" for k in varying) or setting["method"]
 
 
+def group_label(config, configs: list) -> str:
+    """A program's label: its method and the discrete values that differ between the sweep's
+    programs (``configs``: every program's Config)."""
+    varying = [k for k in DISCRETE if len({getattr(c, k) for c in configs}) > 1]
+    return " ".join([config.method, *(f"{k}={getattr(config, k)}" for k in varying)])
+
+
+def summary_table(per_setting: list[dict]) -> str:
+    """The per-setting summary as a plain-text table: final and best val_accuracy (mean ± std over
+    seeds), the fraction that left the plateau and the diverged members."""
+    varying = [k for k in SETTING_COLUMNS if len({s[k] for s in per_setting}) > 1] or ["method"]
+    lines = [f"{'setting':<32} {'final val_acc':>17} {'best val_acc':>17} {'left plateau':>12} {'diverged':>8}"]
+    for s in per_setting:
+        f, b, lp = s["final_val_accuracy"], s["best_val_accuracy"], s["left_plateau"]
+        fmt = lambda d: "-" if d["mean"] is None else f"{d['mean']:.4f} ± {d['std']:.4f}"  # noqa: E731
+        lines.append(f"{label_of(s, varying):<32} {fmt(f):>17} {fmt(b):>17} "
+                     f"{lp['fraction']:>12.2f} {s['diverged']['count']:>4}/{s['seeds']}")
+    return "\n".join(lines)
+
+
 def setting_label(s: dict, columns: list[str]) -> str:
     return " ".join([s["method"]] + [f"{k}={value_text(s[k])}" for k in columns if k != "method"])
 

@@ -56,6 +56,16 @@ ProgressFn = Callable[[EpochProgress], None]
 ChunkFn = Callable[[int, int, dict], None]  # (first member, end member, history of those members)
 
 
+def choose_workers(requested: int | None, threads: int) -> int:
+    """Worker processes of a sweep: 0 (vmapped in this process) on accelerators; on a CPU
+    ``requested``, else one worker of ``threads`` threads per usable core."""
+    if runtime.configured_platform() != "cpu":  # decided without starting a backend
+        return 0
+    if requested is not None:
+        return requested
+    return max(1, runtime.usable_cores() // threads)
+
+
 def train_chunks(phases: Sequence[Phase], members: Members, data: Any, size: int,
                  on_epoch: ProgressFn | None = None, offset: int = 0, worker: int = 0,
                  done: Mapping[tuple[int, int], dict] | None = None,
