@@ -160,46 +160,60 @@ def train(config, run_dir, arrays, resume: bool = False, interrupts: cli.Interru
         if interrupts is not None:
             interrupts.raised = True
         progress.close()
-        if run_dir.is_finished():  # interrupted while drawing figures: the run itself is complete
-            print(f"interrupted while drawing the figures: the run is complete, its figures are not drawn "
-                  f"(none half-drawn); draw them with python -m experiments.plot {run_dir.path}", file=sys.stderr)
-            return cli.EXIT_INTERRUPTED
-        epochs = len(run_dir.history())
-        saved = _record(run_dir, {"method": config.method, "status": "interrupted", "epochs_run": epochs})
-        print(f"interrupted after {epochs} epochs; continue with --resume"
-              + ("" if saved else f" (summary.json could not be written: {run_dir.path} is not writable)"),
-              file=sys.stderr)
-        return cli.EXIT_INTERRUPTED
+        return _interrupted(config, run_dir)
     except runner.ResumeError as e:  # nothing was changed: history and summary are as they were
         progress.close()
         cli.fail(f"cannot resume {run_dir.path}: {e}; start over with --overwrite")
     except Exception as e:  # a bug: keep the traceback in the run directory, not on the screen
         progress.close()
-        log = run_dir.error_log_path
-        epochs = len(run_dir.history())
-        try:
-            log.write_text(traceback.format_exc())
-            logged = True
-        except OSError:
-            logged = False
-        if cli.no_space(e) or isinstance(e, OSError):
-            _record(run_dir, {"method": config.method, "status": "failed", "error": cli.one_line(e),
-                              "epochs_run": epochs})
-            print(f"error: {config.method}: {cli.write_failure(e)}; {epochs} finished epochs are kept in "
-                  f"{run_dir.path}: make room, then continue with --resume", file=sys.stderr)
-            return 1
-        _record(run_dir, {"method": config.method, "status": "failed", "error": cli.one_line(e),
-                          "epochs_run": epochs})
-        where = f"the traceback is in {log}" if logged else f"{log} could not be written"
-        print(f"error: {config.method} failed with an internal error ({cli.one_line(e)}); {where}", file=sys.stderr)
-        return 1
+        return _failed(config, run_dir, e)
     progress.close()
+    return _finished(config, run_dir, result)
+
+
+def _interrupted(config, run_dir) -> int:
+    """What an interrupted run records and says; its exit status."""
+    if run_dir.is_finished():  # interrupted while drawing figures: the run itself is complete
+        print(f"interrupted while drawing the figures: the run is complete, its figures are not drawn "
+              f"(none half-drawn); draw them with python -m experiments.plot {run_dir.path}", file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
+    epochs = len(run_dir.history())
+    saved = _record(run_dir, {"method": config.method, "status": "interrupted", "epochs_run": epochs})
+    print(f"interrupted after {epochs} epochs; continue with --resume"
+          + ("" if saved else f" (summary.json could not be written: {run_dir.path} is not writable)"),
+          file=sys.stderr)
+    return cli.EXIT_INTERRUPTED
+
+
+def _failed(config, run_dir, e: Exception) -> int:
+    """A run that raised ``e`` (called while it is handled): its traceback in error.log, its summary
+    failed, one line on the screen (a full disk says what to do); exit status 1."""
+    log = run_dir.error_log_path
+    epochs = len(run_dir.history())
+    try:
+        log.write_text(traceback.format_exc())
+        logged = True
+    except OSError:
+        logged = False
+    _record(run_dir, {"method": config.method, "status": "failed", "error": cli.one_line(e), "epochs_run": epochs})
+    if cli.no_space(e) or isinstance(e, OSError):
+        print(f"error: {config.method}: {cli.write_failure(e)}; {epochs} finished epochs are kept in "
+              f"{run_dir.path}: make room, then continue with --resume", file=sys.stderr)
+        return 1
+    where = f"the traceback is in {log}" if logged else f"{log} could not be written"
+    print(f"error: {config.method} failed with an internal error ({cli.one_line(e)}); {where}", file=sys.stderr)
+    return 1
+
+
+def _finished(config, run_dir, result) -> int:
+    """The line of a run that ended (finished, stopped or diverged); its exit status."""
     s = result.summary
     if result.status == "diverged":
         last = run_dir.history()[-1] if run_dir.history() else {}
         loss = ", ".join(f"{k} {last[k]:.4g}" for k in ("loss", "val_loss") if isinstance(last.get(k), float))
         print(f"error: {config.method} diverged at epoch {s['diverged_epoch']} ({loss or 'loss NaN/Inf'}: NaN/Inf "
-              f"or above {train_lib.DIVERGED_LOSS:.0f}, e.g. a too large --lr); see {run_dir.summary_path}", file=sys.stderr)
+              f"or above {train_lib.DIVERGED_LOSS:.0f}, e.g. a too large --lr); see {run_dir.summary_path}",
+              file=sys.stderr)
         return cli.EXIT_DIVERGED
     final = s["final"]
     print(f"{config.method}: {result.status} after {s['epochs_run']} epochs — "

@@ -32,13 +32,31 @@ def inspect_run_dir(path: Path, config, resume: bool, overwrite: bool) -> str:
             why = "no such directory" if not path.exists() else "no run files in it"
             cli.fail(f"--resume: {path} holds no run to resume ({why}); run without --resume to start one")
         return "new"
+    _refuse_others_files(path, rd, present)
+    status = rd.status()
+    if status in ("diverged", "finished", "stopped"):
+        return _ended_run_action(path, rd, status, resume, overwrite)
+    if overwrite:
+        return "overwrite"
+    if not resume:
+        cli.fail(f"{path} holds an unfinished run; use --resume to continue it or --overwrite to start over")
+    _refuse_other_settings(path, rd, config)
+    return _resume_or_restart(path, rd, config)
+
+
+def _refuse_others_files(path: Path, rd: RunDir, present: list[str]) -> None:
+    """One line (exit 2) when the run files in ``path`` are not a vgjax run's, or someone else's
+    files are where the run writes (e.g. error.log)."""
     if not rd.is_vgjax_run():
         cli.fail(f"{path} holds {', '.join(present)} but is not a vgjax run (no {MARKER_NAME} marker or "
                  f"{owned.MANIFEST} says a run wrote them): nothing there is replaced; choose another --out")
     problem = owned.write_problem(path, "run", RUN_ENTRIES, "experiments.run")
-    if problem:  # a run's directory with someone else's files where the run writes (e.g. error.log)
+    if problem:
         cli.fail(problem)
-    status = rd.status()
+
+
+def _ended_run_action(path: Path, rd: RunDir, status: str, resume: bool, overwrite: bool) -> str:
+    """'overwrite' or 'done' for a run that ended (diverged, finished or stopped), else one line."""
     if status == "diverged":
         if resume:
             epoch = (read_json(rd.summary_path) or {}).get("diverged_epoch", "?")
@@ -47,16 +65,15 @@ def inspect_run_dir(path: Path, config, resume: bool, overwrite: bool) -> str:
         if not overwrite:
             cli.fail(f"{path} holds a diverged run; use --overwrite to replace it or --out for another directory")
         return "overwrite"
-    if status in ("finished", "stopped"):
-        if resume:
-            return "done"
-        if not overwrite:
-            cli.fail(f"{path} holds a finished run; use --overwrite to replace it or --out for another directory")
-        return "overwrite"
-    if overwrite:
-        return "overwrite"
-    if not resume:
-        cli.fail(f"{path} holds an unfinished run; use --resume to continue it or --overwrite to start over")
+    if resume:
+        return "done"
+    if not overwrite:
+        cli.fail(f"{path} holds a finished run; use --overwrite to replace it or --out for another directory")
+    return "overwrite"
+
+
+def _refuse_other_settings(path: Path, rd: RunDir, config) -> None:
+    """One line (exit 2) when the unfinished run in ``path`` was started with other settings than ``config``."""
     try:
         saved = Config.from_dict(read_json(rd.config_path)).to_dict()
     except Exception as e:  # missing, damaged, or not a config any more
@@ -67,6 +84,11 @@ def inspect_run_dir(path: Path, config, resume: bool, overwrite: bool) -> str:
         what = "; ".join(f"{k} {json.dumps(saved.get(k))} -> {json.dumps(now[k])}" for k in changed[:4])
         cli.fail(f"cannot resume {path}: it was started with other settings ({what}); resume with the same "
                  f"flags and inputs, or start over with --overwrite")
+
+
+def _resume_or_restart(path: Path, rd: RunDir, config) -> str:
+    """'resume' from a checkpoint, 'restart' when the run stopped before its first one; one line when
+    a checkpoint it saved is missing."""
     ckdir = rd.checkpoint_dir
     if ckdir.is_dir() and any(p.name.isdigit() for p in ckdir.iterdir()):
         return "resume"
