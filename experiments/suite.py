@@ -81,11 +81,16 @@ def given_settings(args) -> dict:
     return {**cli.config_overrides(args), **{k: getattr(args, k) for k in COMMON if getattr(args, k) is not None}}
 
 
+def overrides_by_method(args, methods: list[str]) -> dict[str, dict]:
+    """Each method's share of the settings given to the suite (:func:`vgjax.run.jobs.method_overrides`)."""
+    given = given_settings(args)
+    return {m: jobs_lib.method_overrides(m, given) for m in methods}
+
+
 def run_flags(method: str, args) -> list[str]:
-    """The experiments.run flags shared by the suite's runs, adapted to the method
-    (:func:`vgjax.run.jobs.method_overrides`)."""
+    """The experiments.run flags shared by the suite's runs, adapted to the method."""
     flags = []
-    for dest, value in jobs_lib.method_overrides(method, given_settings(args)).items():
+    for dest, value in overrides_by_method(args, [method])[method].items():
         flags += cli.run_flag(dest, value)
     return flags
 
@@ -166,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     methods = selected_methods(args)
     if args.seeds is not None:
         fields = {f.name for f in config_fields()}
-        given = given_settings(args)
-        overrides = {m: {k: v for k, v in jobs_lib.method_overrides(m, given).items() if k in fields} for m in methods}
+        overrides = {m: {k: v for k, v in given.items() if k in fields}
+                     for m, given in overrides_by_method(args, methods).items()}
         return suite_seeds.main(args, methods, overrides, passthrough, argv)
     check_args(args, methods)
     extra = cli.parse_method_args(args.method_args, methods)
@@ -194,8 +199,7 @@ def run_suite(args, jobs: list[jobs_lib.Job], runs_dir: Path) -> int:
     except (OSError, ValueError) as e:
         cli.fail(f"cannot write the runs directory {runs_dir}: {getattr(e, 'strerror', None) or e}")
     if not args.in_order:
-        given = given_settings(args)
-        jobs_lib.order_jobs(jobs, {j.method: jobs_lib.method_overrides(j.method, given) for j in jobs})
+        jobs_lib.order_jobs(jobs, overrides_by_method(args, [j.method for j in jobs]))
     jobs_lib.fill_skipped(jobs, runs_dir)
     if in_process:
         from experiments import run as run_cli
