@@ -29,7 +29,9 @@ import numpy as np
 from experiments import cli
 from experiments import sweep as sweep_cli
 from vgjax import owned
-from vgjax.analysis.escape import FULL_EPOCHS, FULL_GRID, FULL_SEEDS, load_escape_sweep, write_escape_report
+from vgjax.analysis.grids import FULL_EPOCHS, FULL_GRID, FULL_SEEDS
+
+escape_lib = cli.lazy("vgjax.analysis.escape")  # jax and matplotlib: loaded when first used
 
 STEPS = ("train", "report", "predict")
 DEPTHS, BATCHES, STDS = FULL_GRID["depth"], FULL_GRID["batch_size"], FULL_GRID["init_std"]
@@ -117,7 +119,7 @@ def report(args, sweep_dir: str) -> int:
     if args.theory_per_class < 2:
         cli.fail(f"--theory-per-class must be >= 2, got {args.theory_per_class}")
     try:
-        load_escape_sweep(path)  # a sweep that cannot be reported fails before the data are read
+        escape_lib.load_escape_sweep(path)  # a sweep that cannot be reported fails before the data are read
     except (OSError, ValueError) as e:
         cli.fail(str(e))
     arrays = None if args.no_theory else cli.load_data(args.data_dir, args.data_source)
@@ -126,7 +128,7 @@ def report(args, sweep_dir: str) -> int:
                        + ([f"--theory-per-class {args.theory_per_class}"] if args.theory_per_class != 3 else []))
     try:
         owned.claim(args.report_out, "report", REPORT_ENTRIES)
-        written = write_escape_report(path, args.report_out, arrays, args.theory_per_class,
+        written = escape_lib.write_escape_report(path, args.report_out, arrays, args.theory_per_class,
                                       figures=not args.no_figures, command=command)
     except (FileNotFoundError, ValueError) as e:
         cli.fail(cli.one_line(e) if isinstance(e, FileNotFoundError) else str(e))

@@ -17,18 +17,21 @@ from pathlib import Path
 
 from experiments import cli
 from experiments import sweep as sweep_cli
-from vgjax.analysis import trainability as tr
+from vgjax.analysis import grids
+
+tr = cli.lazy("vgjax.analysis.trainability")  # the theory (scipy) and figures: loaded for the report
 
 STEPS = ("train", "report")
 
 
 def sweep_argv(activation: str, depths, args) -> list[str]:
+    g = grids
     argv = ["--method", "baseline_7", "--activation", activation, "--depth", ",".join(map(str, depths)),
-            "--init-std", ",".join(f"{s:g}" for s in tr.STDS), "--seeds", str(tr.SEEDS), "--epochs", str(tr.EPOCHS),
-            "--train-limit", str(tr.TRAIN_LIMIT), "--batch-size", str(tr.BATCH), "--lr", f"{tr.LR:g}",
-            "--out", str(Path(args.out) / activation), "--chunk", str(len(tr.STDS) * tr.SEEDS)]
+            "--init-std", ",".join(f"{s:g}" for s in g.MAP_STDS), "--seeds", str(g.MAP_SEEDS),
+            "--epochs", str(g.MAP_EPOCHS), "--train-limit", str(g.MAP_TRAIN_LIMIT), "--batch-size", str(g.MAP_BATCH),
+            "--lr", f"{g.MAP_LR:g}", "--out", str(Path(args.out) / activation), "--chunk", str(len(g.MAP_STDS) * g.MAP_SEEDS)]
     if activation.startswith("sigmoid_"):
-        argv += ["--beta", f"{tr.BETA:g}"]
+        argv += ["--beta", f"{grids.MAP_BETA:g}"]
     for flag, value in (("--workers", args.workers), ("--threads", args.threads), ("--data-dir", args.data_dir)):
         if value is not None:
             argv += [flag, str(value)]
@@ -44,29 +47,30 @@ def main(argv: list[str] | None = None) -> int:
     if step == "report":
         p.add_argument("dir", metavar="DIR", help="the directory of the train step (one sweep per activation)")
         p.add_argument("--out", required=True, help="directory for the report")
-        p.add_argument("--no-figures", action="store_true")
+        p.add_argument("--no-figures", action="store_true", help="write the report without its figures")
     else:
         p.add_argument("--out", default="runs/trainability", help="directory for the sweeps")
-        p.add_argument("--workers", type=int, default=None)
-        p.add_argument("--threads", type=int, default=None)
-        p.add_argument("--resume", action="store_true")
+        p.add_argument("--workers", type=int, default=None, help="the sweeps' --workers (CPU worker processes)")
+        p.add_argument("--threads", type=int, default=None, help="the sweeps' --threads (CPU cores per worker)")
+        p.add_argument("--resume", action="store_true", help="continue interrupted sweeps in --out")
         p.add_argument("--activations", type=lambda v: [a for a in v.split(",") if a],
-                       default=list(tr.GRID), help=f"which of {', '.join(tr.GRID)} to train [default: all]")
-        p.add_argument("--data-dir", default=None)
+                       default=list(grids.MAP_GRID),
+                       help=f"which of {', '.join(grids.MAP_GRID)} to train [default: all]")
+        p.add_argument("--data-dir", default=None, help="directory of the Fashion-MNIST files [default: found]")
     args = p.parse_args(argv)
     if step == "train":
-        unknown = sorted(set(args.activations) - set(tr.GRID))
+        unknown = sorted(set(args.activations) - set(grids.MAP_GRID))
         if unknown:
-            cli.fail(f"--activations: unknown {', '.join(unknown)} (choose from {', '.join(tr.GRID)})")
-        for activation, depths in ((a, d) for a, d in tr.GRID.items() if a in args.activations):
+            cli.fail(f"--activations: unknown {', '.join(unknown)} (choose from {', '.join(grids.MAP_GRID)})")
+        for activation, depths in ((a, d) for a, d in grids.MAP_GRID.items() if a in args.activations):
             status = sweep_cli.main(sweep_argv(activation, depths, args))
             if status != 0:
                 return status
         return 0
     root = Path(args.dir)
-    dirs = [root / a for a in tr.GRID if (root / a / "summary.json").is_file()]
+    dirs = [root / a for a in grids.MAP_GRID if (root / a / "summary.json").is_file()]
     if not dirs:
-        cli.fail(f"{root}: no sweep of {', '.join(tr.GRID)} in it (run the train step)")
+        cli.fail(f"{root}: no sweep of {', '.join(grids.MAP_GRID)} in it (run the train step)")
     command = f"python -m experiments.trainability report {args.dir} --out {args.out}"
     try:
         written = tr.write_report(dirs, Path(args.out), command, figures=not args.no_figures)

@@ -160,8 +160,8 @@ def test_init_from_a_run_without_checkpoint_is_one_line_and_touches_nothing(tmp_
 # ----------------------------------------------------------------------------- one tool: help, defaults, vgjax
 
 COMMAND_NAMES = ("run", "suite", "sweep", "escape", "report", "plot", "evaluate", "theory", "optimizers", "sweep_hosts")
-# escape's defaults are the study's grid, which lives in vgjax.analysis.escape (it imports jax at the top)
-LIBRARY_BEFORE_PARSING = {"escape"}
+# every command answers --help before the library loads (escape's defaults: vgjax.analysis.grids)
+LIBRARY_BEFORE_PARSING: set[str] = set()
 HEAVY = ("jax", "flax", "optax", "orbax", "matplotlib", "tensorflow")
 
 

@@ -6,6 +6,7 @@ before the first write, and accuracy is counted in integers.
 Every refusal is one line, exit status 2, and leaves the directory byte-identical (``snapshot``).
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,14 +43,19 @@ def foreign_folder(path: Path) -> Path:
     return path
 
 
-def hold_lock(directory: Path) -> subprocess.Popen:
-    """Another live process holding ``directory``'s lock (vgjax.run.lock), until killed."""
+@contextlib.contextmanager
+def held_lock(directory: Path):
+    """Another live process holding ``directory``'s lock (vgjax.run.lock) for the block."""
     directory.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen([sys.executable, "-c", "import time; from vgjax.run.lock import RunLock; "
                                f"RunLock({str(directory)!r}).acquire(); print('locked', flush=True); time.sleep(120)"],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -161,15 +167,11 @@ def test_report_never_replaces_a_report_or_figures_it_did_not_write(finished, co
         code, _, err = call(report_cli.main, [runs], capsys)
         assert code == 0, err
     assert owned.owners(runs) == {"report.md": "report", "figures": "report"}
-    holder = hold_lock(runs)  # a live suite writing there
-    try:
+    with held_lock(runs) as holder:  # a live suite writing there
         before = snapshot(runs)
         code, _, err = call(report_cli.main, [runs], capsys)
         assert_one_error(code, err, 2, "in use by a live command", f"pid {holder.pid}")
         assert snapshot(runs) == before
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_report_of_a_sweep_replaces_only_what_a_manifest_lists(tmp_path, capsys):
@@ -216,16 +218,12 @@ def test_a_live_sweep_holds_its_directory_against_overwrite_resume_and_processes
     out = tmp_path / "sw"
     code, _, err = call(sweep_cli.main, [*SWEEP, "--out", out, "--data-dir", fashion_mnist_dir], capsys)
     assert code == 0, err
-    holder = hold_lock(out)
-    try:
+    with held_lock(out) as holder:
         before = snapshot(out)
         for extra in (["--overwrite"], ["--resume"], ["--overwrite", "--processes", "2"]):
             code, _, err = call(sweep_cli.main, [*SWEEP, "--out", out, "--data-dir", fashion_mnist_dir, *extra], capsys)
             assert_one_error(code, err, 2, "in use by a live sweep", f"pid {holder.pid}")
         assert snapshot(out) == before
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_two_sweeps_started_into_one_new_directory_one_is_refused(tmp_path, fashion_mnist_dir):
@@ -307,16 +305,12 @@ def test_a_live_plain_suite_holds_its_directory_and_a_second_one_is_refused(tmp_
     assert code == 0, err
     assert held[0]["pid"] == os.getpid() and runlock.read_lock(runs) is None  # held while live, released after
     monkeypatch.undo()
-    holder = hold_lock(runs)  # another live suite
-    try:
+    with held_lock(runs) as holder:  # another live suite
         before = snapshot(tmp_path)
         for extra in ([], ["--resume"], ["--overwrite"]):
             code, _, err = call(suite_cli.main, ["--methods", "relu", "--epochs", "1", "--out", runs, *extra], capsys)
             assert_one_error(code, err, 2, "in use by a live suite", f"pid {holder.pid}")
         assert snapshot(tmp_path) == before and not (runs / "logs").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     new = tmp_path / "new"  # refused by a check: nothing created
     code, _, err = call(suite_cli.main, ["--methods", "relu", "--epochs", "1", "--out", new, "--", "--b1", "1.0"], capsys)
     assert_one_error(code, err, 2, "relu", "--b1")

@@ -22,6 +22,7 @@ from scipy import stats
 
 from vgjax.report import escape_figures
 from vgjax.analysis import theory
+from vgjax.analysis.grids import FULL_EPOCHS, FULL_GRID, FULL_SEEDS  # noqa: F401 (the study's budget)
 from vgjax.methods import get_config
 from vgjax.run.rundir import history_csv
 from vgjax.files import atomic_write_text, read_json
@@ -37,9 +38,6 @@ THRESHOLDS = (0.15, 0.2, 0.3)  # the robustness check
 RULES = {"staying": True, "first crossing": False}
 Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 COLUMNS = ("method", "depth", "batch_size", "init_std")  # the columns a setting is shown by
-# the study's budget (issue #19, docs/escape.md "Commands"): experiments.escape's defaults
-FULL_GRID = {"depth": [3, 4, 5, 6, 7], "batch_size": [32, 128, 512], "init_std": [0.05, 0.1, 0.2]}
-FULL_SEEDS, FULL_EPOCHS = 16, 300
 
 
 # ----------------------------------------------------------------------------- definitions

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vgjax.analysis import theory
+from vgjax.analysis import grids, theory
 from vgjax.run.rundir import history_csv
 from vgjax.files import atomic_write_text
 from vgjax.runtime import device_text
@@ -26,11 +26,10 @@ from vgjax.sweep.settings import value_text
 THRESHOLD = 0.2  # twice chance: off the plateau
 DEPTH_FACTOR = 6.0  # Schoenholz et al. 2017: trainable up to ~6 xi
 WIDTH = 128
-# the map's budget (docs/escape.md): one sweep per activation, 2 seeds, 3 epochs, 10,000 images, batch 128, lr 0.1
-STDS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9, 1.5, 3.0, 10.0)
-GRID = {"sigmoid": (2, 4, 8, 12), "tanh": (2, 8), "sigmoid_beta": (2, 8)}
-BETA = 0.2  # the beta-sigmoid's beta in the map (the paper's is 0.05; 0.2 moves the critical std further)
-SEEDS, EPOCHS, TRAIN_LIMIT, BATCH, LR = 2, 3, 10000, 128, 0.1
+# the map's budget (vgjax.analysis.grids)
+STDS, GRID, BETA, SEEDS, EPOCHS, TRAIN_LIMIT, BATCH, LR = (
+    grids.MAP_STDS, grids.MAP_GRID, grids.MAP_BETA, grids.MAP_SEEDS, grids.MAP_EPOCHS, grids.MAP_TRAIN_LIMIT,
+    grids.MAP_BATCH, grids.MAP_LR)
 
 
 def correlation_chi(act: theory.Act, std: float, width: int = WIDTH, iters: int = 400) -> tuple[float, float]:
