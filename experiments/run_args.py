@@ -4,8 +4,6 @@ against the model it will initialise. Every problem is one line and exit status 
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import jax
@@ -56,8 +54,10 @@ def _staged_overrides(args, method, overrides: dict) -> None:
                  "(scale them with --epochs-scale)")
     try:
         if args.stages is not None:
-            overrides["stages"] = stages_content(args.stages)
+            overrides["stages"] = stages.table_file_text(args.stages)
         table = stages.load_table(overrides.get("stages") or method.changes["stages"])
+    except stages.TableFileError as e:
+        cli.fail(f"--stages {e}")
     except ConfigError as e:
         cli.fail(str(e))
     if args.depth is not None and args.depth != table.depth:
@@ -87,70 +87,6 @@ def check_init_from(config) -> None:
                  f"is {kernel(fresh[bad[0]])} ({len(bad)} layer(s) differ): use the same --width and model")
     if not shared:
         cli.fail(f"--init-from {config.init_from}: none of its layers is in this run's model")
-
-
-def stages_content(spec: str) -> str:
-    """A JSON stage-table file as the equivalent compact table string, so that config.json records
-    the table itself (what the run depends on), not a path whose file may change. Strict: the
-    file must be UTF-8 JSON with whole numbers only and no unknown keys."""
-    if not spec.endswith(".json"):
-        return spec
-    try:
-        data = Path(spec).read_bytes()
-    except OSError as e:
-        cli.fail(f"--stages {spec}: cannot read the stage table ({e.strerror})")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        cli.fail(f"--stages {spec}: the stage table is not UTF-8 text (byte {e.start})")
-
-    def finite(token: str) -> float:
-        value = float(token)
-        if not math.isfinite(value):
-            raise ValueError(f"the number {token} is out of range")
-        return value
-
-    def constant(token: str):
-        raise ValueError(f"{token} is not a number")
-
-    try:
-        d = json.loads(text, parse_float=finite, parse_constant=constant)
-    except json.JSONDecodeError as e:
-        cli.fail(f"--stages {spec}: the stage table is not valid JSON ({e.msg}, line {e.lineno})")
-    except ValueError as e:
-        cli.fail(f"--stages {spec}: {e}")
-
-    def whole_list(v, where: str) -> None:
-        if not isinstance(v, list):
-            cli.fail(f"--stages {spec}: {where} must be a list of whole numbers, got {json.dumps(v)}")
-        for i, x in enumerate(v):
-            whole(x, f"{where}[{i}]")
-
-    def whole(v, where: str) -> None:
-        if type(v) is not int:
-            cli.fail(f"--stages {spec}: {where} must be a whole number, got {json.dumps(v)}")
-
-    if not isinstance(d, dict) or set(d) != {"sizes", "stages"}:
-        cli.fail(f"--stages {spec}: a JSON stage table is an object with exactly the keys 'sizes' and 'stages'")
-    whole_list(d["sizes"], "sizes")
-    if not isinstance(d["stages"], list):
-        cli.fail(f"--stages {spec}: 'stages' must be a list of stages")
-    for i, st in enumerate(d["stages"]):
-        where = f"stages[{i}]"
-        if not isinstance(st, dict) or not {"stacked", "epochs"} <= set(st) <= {"stacked", "frozen", "epochs"}:
-            cli.fail(f"--stages {spec}: {where} must be an object with 'stacked', 'epochs' and optionally 'frozen'")
-        whole_list(st["stacked"], f"{where}.stacked")
-        whole_list(st.get("frozen", []), f"{where}.frozen")
-        whole(st["epochs"], f"{where}.epochs")
-    table = stages.from_dict(d)  # ConfigError for what the table means
-    return compact_table(table)
-
-
-def compact_table(table) -> str:
-    """A stage table as the compact string ``sizes | stacked:epochs[:frozen] | ...``."""
-    join = lambda ks: "+".join(str(k) for k in ks)  # noqa: E731
-    entries = [f"{join(s.stacked)}:{s.epochs}" + (f":{join(s.frozen)}" if s.frozen else "") for s in table.stages]
-    return " | ".join(["-".join(str(n) for n in table.sizes), *entries])
 
 
 def check_runs(argvs: dict[str, list[str]], note: str) -> None:

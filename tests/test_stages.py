@@ -193,3 +193,15 @@ def test_every_stage_draws_its_new_hidden_layers_from_the_runs_one_shared_draw()
                 checked.add(name)
         previous = state
     assert checked == {f"hidden_{i}" for i in range(3, 8)}
+
+
+def test_a_json_table_file_reads_as_its_compact_text_and_a_bad_one_names_itself(tmp_path):
+    from vgjax.train import stages as stages_mod
+    good = tmp_path / "t.json"
+    good.write_text('{"sizes": [2, 1], "stages": [{"stacked": [1], "epochs": 3}, {"stacked": [1, 2], "epochs": 2, "frozen": [1]}]}')
+    assert stages_mod.table_file_text(str(good)) == "2-1 | 1:3 | 1+2:2:1"
+    assert stages_mod.table_file_text("2 | 1:3") == "2 | 1:3"  # a compact table is returned as it is
+    bad = tmp_path / "b.json"
+    bad.write_text('{"sizes": [2.5], "stages": []}')
+    with pytest.raises(stages_mod.TableFileError, match=r"b\.json: sizes\[0\] must be a whole number"):
+        stages_mod.table_file_text(str(bad))

@@ -254,3 +254,72 @@ def carry_over(fresh: dict, previous: dict | None, keep_output: bool = True) -> 
             if same:
                 out[name] = old
     return out
+
+
+class TableFileError(ConfigError):
+    """A JSON stage-table file that cannot be read as one (the message starts with its path)."""
+
+
+def table_file_text(spec: str) -> str:
+    """A JSON stage-table file as the equivalent compact table string, so that config.json records
+    the table itself (what the run depends on), not a path whose file may change. Strict: the
+    file must be UTF-8 JSON with whole numbers only and no unknown keys, else TableFileError
+    ("SPEC: why"); a table that means nothing raises ConfigError as :func:`from_dict` does. A spec not ending in .json is a compact table already: returned as it is."""
+    if not spec.endswith(".json"):
+        return spec
+    try:
+        data = Path(spec).read_bytes()
+    except OSError as e:
+        raise TableFileError(f"{spec}: cannot read the stage table ({e.strerror})")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TableFileError(f"{spec}: the stage table is not UTF-8 text (byte {e.start})")
+
+    def finite(token: str) -> float:
+        value = float(token)
+        if not math.isfinite(value):
+            raise ValueError(f"the number {token} is out of range")
+        return value
+
+    def constant(token: str):
+        raise ValueError(f"{token} is not a number")
+
+    try:
+        d = json.loads(text, parse_float=finite, parse_constant=constant)
+    except json.JSONDecodeError as e:
+        raise TableFileError(f"{spec}: the stage table is not valid JSON ({e.msg}, line {e.lineno})")
+    except ValueError as e:
+        raise TableFileError(f"{spec}: {e}")
+
+    def whole_list(v, where: str) -> None:
+        if not isinstance(v, list):
+            raise TableFileError(f"{spec}: {where} must be a list of whole numbers, got {json.dumps(v)}")
+        for i, x in enumerate(v):
+            whole(x, f"{where}[{i}]")
+
+    def whole(v, where: str) -> None:
+        if type(v) is not int:
+            raise TableFileError(f"{spec}: {where} must be a whole number, got {json.dumps(v)}")
+
+    if not isinstance(d, dict) or set(d) != {"sizes", "stages"}:
+        raise TableFileError(f"{spec}: a JSON stage table is an object with exactly the keys 'sizes' and 'stages'")
+    whole_list(d["sizes"], "sizes")
+    if not isinstance(d["stages"], list):
+        raise TableFileError(f"{spec}: 'stages' must be a list of stages")
+    for i, st in enumerate(d["stages"]):
+        where = f"stages[{i}]"
+        if not isinstance(st, dict) or not {"stacked", "epochs"} <= set(st) <= {"stacked", "frozen", "epochs"}:
+            raise TableFileError(f"{spec}: {where} must be an object with 'stacked', 'epochs' and optionally 'frozen'")
+        whole_list(st["stacked"], f"{where}.stacked")
+        whole_list(st.get("frozen", []), f"{where}.frozen")
+        whole(st["epochs"], f"{where}.epochs")
+    table = from_dict(d)  # ConfigError for what the table means
+    return compact_table(table)
+
+
+def compact_table(table) -> str:
+    """A stage table as the compact string ``sizes | stacked:epochs[:frozen] | ...``."""
+    join = lambda ks: "+".join(str(k) for k in ks)  # noqa: E731
+    entries = [f"{join(s.stacked)}:{s.epochs}" + (f":{join(s.frozen)}" if s.frozen else "") for s in table.stages]
+    return " | ".join(["-".join(str(n) for n in table.sizes), *entries])
