@@ -42,7 +42,7 @@ N = 100 * 32 + 17  # 101 minibatches, the last one partial
 LOSS_RTOL = 1e-5
 PARAM_TOL = 1e-5
 
-SPEC_METHODS = ["baseline_3", "baseline_5", "baseline_7", "weight_std_1", "weight_std_10", "relu", "tanh",
+STUDY_METHODS = ["baseline_3", "baseline_5", "baseline_7", "weight_std_1", "weight_std_10", "relu", "tanh",
                 "adam", "batchnorm", "custom_norm", "skip"]
 
 
@@ -122,7 +122,7 @@ def compare(config, engine, state, x_u8, y, model, frozen=(), steps=None):
 FLOAT64_STEPS = {"weight_std_10": 4}
 
 
-@pytest.mark.parametrize("method", SPEC_METHODS)
+@pytest.mark.parametrize("method", STUDY_METHODS)
 def test_training_steps_match_keras(arrays, method):
     x_u8, y = arrays
     config = get_config(method)

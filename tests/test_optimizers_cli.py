@@ -24,7 +24,7 @@ def run_cli(*args, timeout=300):
 
 
 def expected_final(name, epochs=30):
-    hp = scratch.SPEC_HPARAMS[name]
+    hp = scratch.STUDY_HPARAMS[name]
     start = scratch.QUADRATIC_START
     return scratch.numpy_trajectory(name, scratch.quadratic_grad, start, epochs, **hp).points[-1]
 
@@ -70,7 +70,7 @@ def test_writes_csv_and_json_matching_the_numpy_trajectories(spec_run):
     data = json.loads((out / "trajectories.json").read_text())
     assert data["problem"]["start"] == [-5.0, -2.0] and data["problem"]["epochs"] == 30
     for name, r in data["optimizers"].items():
-        assert r["hyperparameters"] == dict(scratch.SPEC_HPARAMS[name])
+        assert r["hyperparameters"] == dict(scratch.STUDY_HPARAMS[name])
         np.testing.assert_array_equal(r["final"], expected_final(name))
         assert len(r["points"]) == 31 and len(r["steps"]) == 30
         assert r["optax_max_abs_diff"] < 1e-4

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from vgjax.optim import scratch
-from vgjax.optim.scratch import OPTIMIZERS, QUADRATIC_START, SPEC_HPARAMS
+from vgjax.optim.scratch import OPTIMIZERS, QUADRATIC_START, STUDY_HPARAMS
 
 NAMES = list(OPTIMIZERS)
 GRAD = scratch.quadratic_grad
@@ -17,11 +17,11 @@ GRAD = scratch.quadratic_grad
 
 def two_steps(name):
     """The records of the first two docs/study.md §5 steps of optimizer ``name``."""
-    return scratch.numpy_trajectory(name, GRAD, QUADRATIC_START, 2, **SPEC_HPARAMS[name]).records
+    return scratch.numpy_trajectory(name, GRAD, QUADRATIC_START, 2, **STUDY_HPARAMS[name]).records
 
 
 def ref_points(name, steps=30, **hp):
-    return scratch.numpy_trajectory(name, GRAD, QUADRATIC_START, steps, **(hp or SPEC_HPARAMS[name])).points
+    return scratch.numpy_trajectory(name, GRAD, QUADRATIC_START, steps, **(hp or STUDY_HPARAMS[name])).points
 
 
 def close(actual, expected, rtol=1e-9):
@@ -31,13 +31,13 @@ def close(actual, expected, rtol=1e-9):
 # --------------------------------------------------------------------------- the problem and table
 
 def test_spec_table_and_quadratic():
-    assert {k: dict(v) for k, v in SPEC_HPARAMS.items()} == {
+    assert {k: dict(v) for k, v in STUDY_HPARAMS.items()} == {
         "scratch_gd": {"learning_rate": 0.4},
         "scratch_momentum": {"learning_rate": 0.6, "beta": 0.5},
         "scratch_rmsprop": {"learning_rate": 0.3, "gamma": 0.9, "eps": 1e-6},
         "scratch_adam": {"learning_rate": 0.2, "b1": 0.9, "b2": 0.999, "eps": 1e-6},
     }
-    assert QUADRATIC_START == (-5.0, -2.0) and scratch.SPEC_EPOCHS == 30
+    assert QUADRATIC_START == (-5.0, -2.0) and scratch.STUDY_EPOCHS == 30
     w0 = np.array(QUADRATIC_START)
     assert scratch.quadratic(w0) == pytest.approx(0.1 * 25 + 2 * 4)  # 10.5
     close(GRAD(w0), [0.2 * -5, 4 * -2])  # (-1, -8)
@@ -50,7 +50,7 @@ def test_factory_defaults_are_the_spec_defaults():
     assert scratch.default_hparams("scratch_adam") == {"b1": 0.9, "b2": 0.999, "eps": 1e-6}
     # The numpy form takes the same defaults: only the learning rate is needed.
     for name in NAMES:
-        lr = SPEC_HPARAMS[name]["learning_rate"]
+        lr = STUDY_HPARAMS[name]["learning_rate"]
         close(scratch.numpy_trajectory(name, GRAD, QUADRATIC_START, 5, learning_rate=lr).points,
               ref_points(name, 5))
 
@@ -135,7 +135,7 @@ def test_adam_two_steps_by_hand():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_numpy_and_optax_forms_give_the_same_30_step_trajectory(name):
-    hp = SPEC_HPARAMS[name]
+    hp = STUDY_HPARAMS[name]
     ref = ref_points(name)
     # float64 on both sides: the same numbers up to rounding (|diff| <= 1e-12).
     with jax.enable_x64(True):
@@ -201,7 +201,7 @@ def test_adam_is_optax_adam():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_optax_builtin_names_the_matching_built_in(name):
-    np.testing.assert_allclose(x64_path(scratch.optax_builtin(name, **SPEC_HPARAMS[name])), ref_points(name),
+    np.testing.assert_allclose(x64_path(scratch.optax_builtin(name, **STUDY_HPARAMS[name])), ref_points(name),
                                rtol=0, atol=1e-12)
 
 
@@ -209,7 +209,7 @@ def test_optax_builtin_names_the_matching_built_in(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_jit_pytree_and_namedtuple_state(name):
-    tx = OPTIMIZERS[name](**SPEC_HPARAMS[name])
+    tx = OPTIMIZERS[name](**STUDY_HPARAMS[name])
     params = {"kernel": jnp.ones((2, 3)), "bias": jnp.full((3,), -2.0)}
     grads = jax.tree.map(lambda p: 0.5 * p, params)
     state = tx.init(params)
@@ -223,13 +223,13 @@ def test_jit_pytree_and_namedtuple_state(name):
     for key in params:
         g = np.asarray(grads[key], dtype=np.float64).ravel()
         w = np.asarray(params[key], dtype=np.float64).ravel()
-        new_w, _, _ = scratch.numpy_step(name, w, g, scratch.numpy_init(name, w), 1, **SPEC_HPARAMS[name])
+        new_w, _, _ = scratch.numpy_step(name, w, g, scratch.numpy_init(name, w), 1, **STUDY_HPARAMS[name])
         np.testing.assert_allclose(np.asarray(updates[key]).ravel(), new_w - w, rtol=rtol)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_inject_hyperparams(name):
-    hp = SPEC_HPARAMS[name]
+    hp = STUDY_HPARAMS[name]
     tx = optax.inject_hyperparams(OPTIMIZERS[name])(**hp)
     state = tx.init(jnp.asarray(QUADRATIC_START))
     assert set(state.hyperparams) == set(hp)  # every numeric hyper-parameter is injected
@@ -246,7 +246,7 @@ def test_inject_hyperparams(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_traced_learning_rate_under_vmap_and_schedule(name):
-    hp = SPEC_HPARAMS[name]
+    hp = STUDY_HPARAMS[name]
 
     def final_point(lr):
         tx = OPTIMIZERS[name](**{**hp, "learning_rate": lr})

@@ -53,7 +53,7 @@ ADAM_FORMULAS = {"V": "β1·V + (1−β1)·dW", "S": "β2·S + (1−β2)·dW²"}
 def compute(epochs: int) -> dict[str, dict]:
     """Per optimizer: the study's hyper-parameters, the numpy trajectory and the optax form's deviation."""
     results = {}
-    for name, hp in scratch.SPEC_HPARAMS.items():
+    for name, hp in scratch.STUDY_HPARAMS.items():
         ref = scratch.numpy_trajectory(name, scratch.quadratic_grad, scratch.QUADRATIC_START, epochs, **hp)
         ox = scratch.optax_trajectory(scratch.OPTIMIZERS[name](**hp), scratch.quadratic_grad,
                                       scratch.QUADRATIC_START, epochs)

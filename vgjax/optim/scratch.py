@@ -49,9 +49,9 @@ Record = dict[str, "np.ndarray | int"]
 # --------------------------------------------------------------------------- the docs/study.md §5 problem
 
 QUADRATIC_START: tuple[float, float] = (-5.0, -2.0)
-SPEC_EPOCHS = 30
+STUDY_EPOCHS = 30
 
-SPEC_HPARAMS: Mapping[str, Mapping[str, float]] = MappingProxyType({
+STUDY_HPARAMS: Mapping[str, Mapping[str, float]] = MappingProxyType({
     "scratch_gd": MappingProxyType({"learning_rate": 0.4}),
     "scratch_momentum": MappingProxyType({"learning_rate": 0.6, "beta": 0.5}),
     "scratch_rmsprop": MappingProxyType({"learning_rate": 0.3, "gamma": 0.9, "eps": 1e-6}),
@@ -128,7 +128,7 @@ def numpy_step(name: str, w, grad, state: NumpyState, t: int,
 
     Returns ``(new_w, new_state, record)``; ``record`` holds, in order, ``t``, ``W``, ``dW``, the
     state quantities that exist for this optimizer (``V``, ``S``, ``V_hat``, ``S_hat``) and
-    ``W_new``. ``hp`` takes ``learning_rate`` and the hyper-parameters of :data:`SPEC_HPARAMS`;
+    ``W_new``. ``hp`` takes ``learning_rate`` and the hyper-parameters of :data:`STUDY_HPARAMS`;
     those left out take the defaults of the optax factory (:func:`default_hparams`).
     """
     hp = {**default_hparams(name), **hp}

@@ -158,7 +158,7 @@ def default_schedule(sizes: tuple[int, ...], epochs: int = 100, last_epochs: int
     return validate_table(StageTable(tuple(sizes), tuple(stages)))
 
 
-SPEC_TABLE_STRING = ("2-2-2-1 | 1:100 | 1+2:100:1 | 1+2:100 | 1+2+3:100:1+2 | 1+2+3:100 | "
+STUDY_TABLE_STRING = ("2-2-2-1 | 1:100 | 1+2:100:1 | 1+2:100 | 1+2+3:100:1+2 | 1+2+3:100 | "
                      "1+2+3+4:100:1+2+3 | 1+2+3+4:300")
 
 
@@ -199,7 +199,7 @@ def from_dict(d: dict) -> StageTable:
 def load_table(spec: str | None) -> StageTable:
     """``None``/"default" → docs/study.md §4.6; a path to a .json file; or a compact string."""
     if spec is None or spec == "default":
-        return parse_compact(SPEC_TABLE_STRING)
+        return parse_compact(STUDY_TABLE_STRING)
     if spec.endswith(".json"):
         try:
             return from_dict(json.loads(Path(spec).read_text()))
