@@ -230,60 +230,6 @@ def test_an_interrupted_run_leaves_its_async_saves_complete(tmp_path):
 # TensorBoard
 
 
-class FakeWriter:
-    made: list = []
-
-    def __init__(self, logdir, purge_step=None):
-        self.logdir, self.purge_step, self.scalars, self.closed = logdir, purge_step, [], False
-        FakeWriter.made.append(self)
-
-    def add_scalar(self, tag, value, step):
-        self.scalars.append((tag, value, step))
-
-    def add_histogram(self, tag, values, step):
-        self.histograms = getattr(self, "histograms", []) + [(tag, values, step)]
-
-    def add_text(self, tag, text, step):
-        self.texts = getattr(self, "texts", []) + [(tag, text, step)]
-
-    def add_hparams(self, hparams, metrics, name=None):
-        self.hparams = (hparams, metrics, name)
-
-    def flush(self):
-        pass
-
-    def close(self):
-        self.closed = True
-
-
-def test_the_tensorboard_hook_writes_every_history_number_per_epoch(tmp_path):
-    FakeWriter.made = []
-    cfg = Config(depth=2, width=8, batch_size=16, epochs=2, diagnostics=False, best_checkpoint=False)
-    rd = RunDir(tmp_path / "r")
-    rd.create(cfg.to_dict())
-    tb = callbacks.TensorBoard(rd.path / "tensorboard", writer=FakeWriter)
-    result = run(cfg, rd, synthetic(n=32, n_test=16), hooks=[tb])
-    (writer,) = FakeWriter.made
-    assert writer.closed and writer.purge_step is None and writer.logdir == rd.path / "tensorboard"
-    got = {(tag, step): value for tag, value, step in writer.scalars}
-    for rec in result.history:
-        for tag in ("loss", "accuracy", "val_loss", "val_accuracy", "grad_norm/hidden_1", "grad_norm/hidden_2"):
-            assert got[(callbacks.tensorboard_tag(tag), rec["epoch"])] == rec[tag]
-    assert not any(tag == "epoch" for tag, _, _ in writer.scalars)
-    assert result.summary["tensorboard"] == str(rd.path / "tensorboard")
-    # a resumed run tells TensorBoard to drop what came after the epoch it resumes from
-    tb2 = callbacks.TensorBoard(rd.path / "tensorboard", writer=FakeWriter)
-    tb2.replay(result.history[:1])
-    tb2.on_epoch_end({"epoch": 2, "loss": 1.0}, None)
-    assert FakeWriter.made[-1].purge_step == 2
-
-
-def test_tensorboard_without_its_package_is_a_config_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(callbacks, "tensorboard_available", lambda: False)
-    with pytest.raises(ConfigError, match=r"pip install 'vgjax\[tensorboard\]'"):
-        callbacks.hooks_for(Config(tensorboard=True), RunDir(tmp_path))
-
-
 def read_events(path):
     """The scalar (tag, value, step) of a TensorBoard event file (TFRecord framing)."""
     from tensorboardX.proto import event_pb2

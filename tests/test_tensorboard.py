@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from vgjax.run import callbacks
-from vgjax.config import Config
+from vgjax.config import Config, ConfigError
 from vgjax.data import Arrays
 from vgjax.train.diagnostics import kernels
-from vgjax.run.runner import train_and_evaluate
+from vgjax.run.rundir import RunDir
+from vgjax.run.runner import run, train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,3 +123,31 @@ def test_a_sweep_with_tensorboard_but_no_package_is_one_line(monkeypatch, capsys
         sweep_cli.main(["--method", "baseline_3", "--seeds", "1", "--tensorboard"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "vgjax[tensorboard]" in err[0]
+
+
+def test_the_tensorboard_hook_writes_every_history_number_per_epoch(tmp_path):
+    Writer.made = []
+    cfg = Config(depth=2, width=8, batch_size=16, epochs=2, diagnostics=False, best_checkpoint=False)
+    rd = RunDir(tmp_path / "r")
+    rd.create(cfg.to_dict())
+    tb = callbacks.TensorBoard(rd.path / "tensorboard", writer=Writer)
+    result = run(cfg, rd, arrays(n=32, n_test=16), hooks=[tb])
+    (writer,) = Writer.made
+    assert writer.closed and writer.purge_step is None and writer.logdir == rd.path / "tensorboard"
+    got = writer.scalars
+    for rec in result.history:
+        for tag in ("loss", "accuracy", "val_loss", "val_accuracy", "grad_norm/hidden_1", "grad_norm/hidden_2"):
+            assert got[(callbacks.tensorboard_tag(tag), rec["epoch"])] == rec[tag]
+    assert not any(tag == "epoch" for tag, _ in writer.scalars)
+    assert result.summary["tensorboard"] == str(rd.path / "tensorboard")
+    # a resumed run tells TensorBoard to drop what came after the epoch it resumes from
+    tb2 = callbacks.TensorBoard(rd.path / "tensorboard", writer=Writer)
+    tb2.replay(result.history[:1])
+    tb2.on_epoch_end({"epoch": 2, "loss": 1.0}, None)
+    assert Writer.made[-1].purge_step == 2
+
+
+def test_tensorboard_without_its_package_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(callbacks, "tensorboard_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"pip install 'vgjax\[tensorboard\]'"):
+        callbacks.hooks_for(Config(tensorboard=True), RunDir(tmp_path))
